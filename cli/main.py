@@ -1,0 +1,62 @@
+"""The `mpaas` command."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from mpaas import __version__
+from mpaas.cli import admin, demo, operator
+from mpaas.cli.errors import CliError
+from mpaas.errors import MpaasError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="mpaas")
+def cli() -> None:
+    """mpaas: publish offline packages, bundles and hotfixes; roll them out; push; measure.
+
+    Admin commands talk to a server over HTTP (see `mpaas login`); `init`, `db`,
+    `server` and `demo` are operator commands that use the data directory directly.
+    """
+
+
+for command in (
+    operator.init_cmd,
+    operator.db_group,
+    operator.config_group,
+    operator.server_cmd,
+    demo.demo_cmd,
+    admin.login_cmd,
+    admin.whoami_cmd,
+    admin.tokens_group,
+    admin.apps_group,
+    admin.channels_group,
+    admin.audit_group,
+):
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Entry point: every failure is one line on stderr and a non-zero exit."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except MpaasError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the promise is: never a traceback
+        click.echo(f"error: unexpected {type(exc).__name__}: {exc}".splitlines()[0], err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

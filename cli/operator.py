@@ -1,0 +1,165 @@
+"""Operator commands: the only ones that touch the data directory directly."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlmodel import select
+
+from mpaas.audit import Actor
+from mpaas.cli.errors import CliError
+from mpaas.cli.output import emit_json, emit_record, json_option
+from mpaas.errors import ConfigError
+from mpaas.settings import Settings
+
+
+def settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--data-dir and --database-url on top of the MPAAS_* environment."""
+
+    @click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory [env MPAAS_DATA_DIR].")
+    @click.option("--database-url", help="Database URL [env MPAAS_DATABASE_URL].")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, data_dir: Path | None, database_url: str | None, **kw: Any) -> Any:
+        return fn(*args, overrides={"data_dir": data_dir, "database_url": database_url}, **kw)
+
+    return wrapper
+
+
+def load_settings(overrides: dict[str, Any]) -> Settings:
+    try:
+        return Settings.from_env(overrides=overrides)
+    except ConfigError as exc:
+        raise CliError(str(exc), exit_code=2) from None
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for sub in (settings.tmp_dir, settings.keys_dir):
+        sub.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def migrate(settings: Settings) -> None:
+    from mpaas.migrate import upgrade
+
+    try:
+        upgrade(settings)
+    except Exception as exc:  # noqa: BLE001 - one line for the operator, whatever the driver raised
+        raise CliError(f"database upgrade failed: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+
+
+async def _bootstrap_admin(settings: Settings, force: bool) -> str | None:
+    from mpaas.auth import create_token
+    from mpaas.db import Database
+    from mpaas.models import ApiToken
+
+    db = Database(settings)
+    try:
+        async with db.session() as s:
+            existing = (
+                await s.exec(select(ApiToken).where(ApiToken.role == "admin", ApiToken.revoked_at == None))  # noqa: E711
+            ).first()
+        if existing is not None and not force:
+            return None
+        _row, secret = await create_token(db, Actor("cli:init"), name="admin", role="admin")
+        return secret
+    finally:
+        await db.close()
+
+
+@click.command("init")
+@settings_options
+@click.option("--new-admin-token", is_flag=True, help="Mint another admin token even if one exists (recovery).")
+@json_option
+def init_cmd(overrides: dict[str, Any], new_admin_token: bool, as_json: bool) -> None:
+    """Create the data directory and database, and print the first admin token once."""
+    settings = load_settings(overrides)
+    prepare_data_dir(settings)
+    migrate(settings)
+    token = asyncio.run(_bootstrap_admin(settings, new_admin_token))
+    if as_json:
+        emit_json({"data_dir": str(settings.data_dir), "token": token})
+        return
+    if token is None:
+        click.echo(
+            f"already initialised: {settings.data_dir} has an admin token "
+            "(use `mpaas tokens create`, or `mpaas init --new-admin-token` to recover)",
+            err=True,
+        )
+        return
+    click.echo(f"initialised {settings.data_dir}; admin token (shown once, store it safely):", err=True)
+    click.echo(token)
+
+
+@click.group("db")
+def db_group() -> None:
+    """Database schema commands."""
+
+
+@db_group.command("upgrade")
+@settings_options
+def db_upgrade(overrides: dict[str, Any]) -> None:
+    """Apply all pending migrations."""
+    settings = load_settings(overrides)
+    if settings.is_sqlite:
+        prepare_data_dir(settings)
+    migrate(settings)
+    click.echo("database is up to date", err=True)
+
+
+@click.group("config")
+def config_group() -> None:
+    """Show the effective configuration."""
+
+
+@config_group.command("show")
+@settings_options
+@json_option
+def config_show(overrides: dict[str, Any], as_json: bool) -> None:
+    """Print the effective settings, secrets masked."""
+    shown = load_settings(overrides).display()
+    emit_json(shown) if as_json else emit_record(shown)
+
+
+def serve(settings: Settings, *, banner: Callable[[], None] | None = None) -> None:
+    from aiohttp import web
+
+    from mpaas.app import create_app
+    from mpaas.logs import setup_logging
+
+    setup_logging(settings.log_level, as_json=settings.log_json)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is optional on some platforms
+        pass
+    app = create_app(settings)
+    if banner is not None:
+
+        async def _on_startup(_app: web.Application) -> None:
+            banner()
+
+        app.on_startup.append(_on_startup)
+    web.run_app(
+        app, host=settings.host, port=settings.port, access_log=None, print=None, reuse_port=True,
+        handle_signals=True,
+    )
+
+
+@click.command("server")
+@settings_options
+@click.option("--host", help="Address to listen on [env MPAAS_HOST, default 127.0.0.1].")
+@click.option("--port", type=int, help="Port [env MPAAS_PORT, default 8080].")
+def server_cmd(overrides: dict[str, Any], host: str | None, port: int | None) -> None:
+    """Run the mpaas HTTP server."""
+    settings = load_settings(overrides | {"host": host, "port": port})
+    if settings.is_sqlite:
+        prepare_data_dir(settings)
+    click.echo(f"mpaas listening on http://{settings.host}:{settings.port} (pid {os.getpid()})", err=True)
+    serve(settings)

@@ -1,0 +1,15 @@
+"""Typed keys for the backends stored on the aiohttp application."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from mpaas.blobs import BlobStore
+from mpaas.db import Database
+from mpaas.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+DB = web.AppKey("db", Database)
+BLOBS = web.AppKey("blobs", BlobStore)
+METRICS = web.AppKey("metrics", CollectorRegistry)

@@ -1,0 +1,165 @@
+"""Blob store on a local directory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator
+from pathlib import Path
+from typing import BinaryIO
+
+from mpaas.blobs.base import (
+    READ_CHUNK,
+    BlobDigestMismatch,
+    BlobNotFound,
+    BlobRef,
+    Hasher,
+    blob_key,
+    check_digest,
+)
+
+
+class LocalBlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / ".tmp"
+
+    def _path(self, sha256: str) -> Path:
+        return self.root / blob_key(sha256)
+
+    def _ensure_dirs(self) -> None:
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    async def put_stream(self, chunks: AsyncIterable[bytes], *, expected_sha256: str | None = None) -> BlobRef:
+        await asyncio.to_thread(self._ensure_dirs)
+        tmp = self.tmp / f"{uuid.uuid4().hex}.part"
+        hasher = Hasher()
+        fh: BinaryIO = await asyncio.to_thread(open, tmp, "wb")
+        try:
+            try:
+                async for chunk in chunks:
+                    hasher.update(chunk)
+                    await asyncio.to_thread(fh.write, chunk)
+                await asyncio.to_thread(_flush_and_sync, fh)
+            finally:
+                await asyncio.to_thread(fh.close)
+            return await asyncio.to_thread(self._commit, tmp, hasher, expected_sha256)
+        except BaseException:
+            await asyncio.to_thread(_unlink_quietly, tmp)
+            raise
+
+    def _commit(self, tmp: Path, hasher: Hasher, expected: str | None) -> BlobRef:
+        digest = hasher.hexdigest
+        if expected is not None and expected != digest:
+            raise BlobDigestMismatch(f"content sha256 {digest} does not match expected {expected}")
+        final = self._path(digest)
+        if final.exists():
+            tmp.unlink()
+        else:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+        return BlobRef(digest, hasher.size)
+
+    async def put_file(self, path: Path, *, sha256: str | None = None) -> BlobRef:
+        async def chunks() -> AsyncIterator[bytes]:
+            with open(path, "rb") as fh:
+                while chunk := await asyncio.to_thread(fh.read, READ_CHUNK):
+                    yield chunk
+
+        if sha256 is not None and await self.exists(sha256):
+            return BlobRef(sha256, await self.size(sha256))
+        return await self.put_stream(chunks(), expected_sha256=sha256)
+
+    async def exists(self, sha256: str) -> bool:
+        return await asyncio.to_thread(self._path(sha256).is_file)
+
+    async def size(self, sha256: str) -> int:
+        try:
+            return (await asyncio.to_thread(self._path(sha256).stat)).st_size
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {sha256} not found") from None
+
+    async def read(self, sha256: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        try:
+            fh: BinaryIO = await asyncio.to_thread(open, self._path(sha256), "rb")
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {sha256} not found") from None
+        try:
+            await asyncio.to_thread(fh.seek, start)
+            remaining = None if end is None else max(0, end - start)
+            while remaining is None or remaining > 0:
+                want = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
+                chunk = await asyncio.to_thread(fh.read, want)
+                if not chunk:
+                    break
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+        finally:
+            await asyncio.to_thread(fh.close)
+
+    async def get_to_file(self, sha256: str, dest: Path) -> None:
+        hasher = Hasher()
+        with open(dest, "wb") as out:
+            async for chunk in self.read(sha256):
+                hasher.update(chunk)
+                await asyncio.to_thread(out.write, chunk)
+        if hasher.hexdigest != sha256:
+            raise BlobDigestMismatch(f"blob {sha256} is corrupt on disk (read {hasher.hexdigest})")
+
+    async def delete(self, sha256: str) -> None:
+        await asyncio.to_thread(_unlink_quietly, self._path(sha256))
+
+    async def list_digests(self) -> AsyncIterator[str]:
+        base = self.root / "sha256"
+        names = await asyncio.to_thread(_scan, base)
+        for name in names:
+            yield name
+
+    def download_url(self, sha256: str, *, expires: int = 3600, filename: str | None = None) -> str | None:
+        check_digest(sha256)
+        return None
+
+    async def check(self) -> None:
+        await asyncio.to_thread(self._probe)
+
+    def _probe(self) -> None:
+        self._ensure_dirs()
+        probe = self.tmp / f"health-{uuid.uuid4().hex}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+
+    async def close(self) -> None:
+        return None
+
+
+def _scan(base: Path) -> list[str]:
+    out: list[str] = []
+    if not base.is_dir():
+        return out
+    for sub in sorted(base.iterdir()):
+        if sub.is_dir() and len(sub.name) == 2:
+            out.extend(sub.name + f.name for f in sorted(sub.iterdir()) if f.is_file())
+    return out
+
+
+def _flush_and_sync(fh: BinaryIO) -> None:
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,11 @@
+"""The list of domain APIs mounted by the app factory; each domain adds one line."""
+
+from __future__ import annotations
+
+from mpaas.http import Api
+
+
+def domain_apis() -> list[Api]:
+    from mpaas.core_api import api as core
+
+    return [core]

@@ -1,0 +1,185 @@
+"""Settings: one frozen dataclass, read from ``MPAAS_*`` environment variables.
+
+CLI flags override a few of them (``--host``, ``--port``, ``--data-dir``) by passing
+``overrides`` to :meth:`Settings.from_env`. A bad value raises :class:`ConfigError`
+with one line that names the variable, so the server fails at start-up, not later.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from mpaas.errors import ConfigError
+
+PREFIX = "MPAAS_"
+SECRET_NAMES = ("password", "secret", "token", "key")
+
+
+def _int(name: str, raw: str, *, minimum: int = 0, maximum: int | None = None) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name.upper()}={raw!r} is not an integer") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise ConfigError(f"{PREFIX}{name.upper()}={raw!r} must be {bound}")
+    return value
+
+
+def _bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{PREFIX}{name.upper()}={raw!r} is not a boolean (use true or false)")
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the URL forms operators use and return one for SQLAlchemy's async engine.
+
+    ``postgresql://user@host:port/db`` (what psql and every PostgreSQL tool take) and
+    ``postgres://`` become ``postgresql+asyncpg://``; ``sqlite:///path`` becomes
+    ``sqlite+aiosqlite:///path``. URLs that already name a driver are checked and kept.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
+        if not parts.path.strip("/"):
+            raise ConfigError(f"{PREFIX}DATABASE_URL names no database: {mask_url(url)}")
+        return urlunsplit(("postgresql+asyncpg", *parts[1:]))
+    if scheme in ("sqlite", "sqlite+aiosqlite"):
+        return "sqlite+aiosqlite:" + url.split(":", 1)[1]
+    raise ConfigError(
+        f"{PREFIX}DATABASE_URL scheme {parts.scheme!r} is not supported (use sqlite:/// or postgresql://)"
+    )
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a URL for display."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit((parts.scheme, netloc, *parts[2:]))
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".mpaas")
+    database_url: str = ""
+    blob_url: str = ""
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    cdn_base_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 64 << 20
+    upload_chunk_bytes: int = 8 << 20
+    log_level: str = "INFO"
+    log_json: bool = True
+    metrics_token: str | None = None
+    auto_migrate: bool | None = None
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> Settings:
+        env = os.environ if env is None else env
+        raw: dict[str, Any] = {}
+        for f in fields(cls):
+            value = env.get(PREFIX + f.name.upper())
+            if value is not None and value != "":
+                raw[f.name] = value
+        for key, value in (overrides or {}).items():
+            if value is not None:
+                raw[key] = value
+        return cls._build(raw)
+
+    @classmethod
+    def _build(cls, raw: Mapping[str, Any]) -> Settings:
+        data_dir = Path(raw.get("data_dir", ".mpaas")).expanduser()
+        database_url = str(raw.get("database_url") or f"sqlite:///{(data_dir / 'mpaas.db').absolute()}")
+        blob_url = str(raw.get("blob_url") or (data_dir / "blobs").absolute().as_uri())
+        _check_blob_url(blob_url)
+        level = str(raw.get("log_level", "INFO")).upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"{PREFIX}LOG_LEVEL={level!r} must be DEBUG, INFO, WARNING or ERROR")
+
+        def num(name: str, default: int, **kw: int) -> int:
+            value = raw.get(name, default)
+            return value if isinstance(value, int) else _int(name, str(value), **kw)
+
+        def flag(name: str, default: bool | None) -> bool | None:
+            value = raw.get(name, default)
+            return value if value is None or isinstance(value, bool) else _bool(name, str(value))
+
+        settings = cls(
+            data_dir=data_dir,
+            database_url=normalize_database_url(database_url),
+            blob_url=blob_url,
+            s3_endpoint_url=raw.get("s3_endpoint_url"),
+            s3_region=str(raw.get("s3_region", "us-east-1")),
+            cdn_base_url=raw.get("cdn_base_url"),
+            host=str(raw.get("host", "127.0.0.1")),
+            port=num("port", 8080, minimum=0, maximum=65535),
+            max_body_bytes=num("max_body_bytes", 64 << 20, minimum=1024),
+            upload_chunk_bytes=num("upload_chunk_bytes", 8 << 20, minimum=1024),
+            log_level=level,
+            log_json=bool(flag("log_json", True)),
+            metrics_token=raw.get("metrics_token"),
+            auto_migrate=flag("auto_migrate", None),
+        )
+        return settings
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        """The embedded default upgrades itself; PostgreSQL waits for ``mpaas db upgrade``."""
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.data_dir / "tmp"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    def display(self) -> dict[str, Any]:
+        """Effective settings with secrets masked, for ``mpaas config show``."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Path):
+                value = str(value)
+            if f.name in ("database_url", "blob_url", "s3_endpoint_url", "cdn_base_url") and value:
+                value = mask_url(str(value))
+            elif value and any(s in f.name for s in SECRET_NAMES):
+                value = "***"
+            out[f.name] = value
+        return out
+
+
+def _check_blob_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        if not parts.path:
+            raise ConfigError(f"{PREFIX}BLOB_URL={url!r} has no path")
+        return
+    if parts.scheme == "s3":
+        if not parts.netloc:
+            raise ConfigError(f"{PREFIX}BLOB_URL={url!r} names no bucket (use s3://bucket/prefix)")
+        return
+    raise ConfigError(f"{PREFIX}BLOB_URL scheme {parts.scheme!r} is not supported (use file:// or s3://)")

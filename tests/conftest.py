@@ -1,0 +1,210 @@
+"""Shared fixtures: settings on SQLite and PostgreSQL, a running app, tokens, and a moto S3 server.
+
+PostgreSQL tests run when ``MPAAS_TEST_DATABASE_URL`` is set (``.ci/run`` sets it).
+Each test gets a fresh database cloned from a migrated template, so tests are
+isolated and migrations run once per worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from mpaas.app import create_app
+from mpaas.appkeys import DB
+from mpaas.audit import Actor
+from mpaas.auth import create_token
+from mpaas.settings import Settings
+
+PG_URL = os.environ.get("MPAAS_TEST_DATABASE_URL", "")
+BACKENDS = ["sqlite", "postgres"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _run(coro: Any) -> Any:
+    """Run a coroutine to completion from sync code, even inside a running loop."""
+    result: list[Any] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(asyncio.run(coro))
+        except BaseException as exc:  # noqa: BLE001
+            error.append(exc)
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join()
+    if error:
+        raise error[0]
+    return result[0] if result else None
+
+
+def _with_db(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, "", ""))
+
+
+async def _pg_exec(url: str, *statements: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        for stmt in statements:
+            await conn.execute(stmt)
+    finally:
+        await conn.close()
+
+
+class PgDatabases:
+    """Creates per-test databases from a migrated template."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.template = f"mpaas_tpl_{os.getpid()}_{secrets.token_hex(3)}"
+        self.created: list[str] = []
+        self.ready = False
+
+    def _prepare(self, data_dir: Path) -> None:
+        from mpaas.migrate import upgrade
+
+        _run(_pg_exec(self.admin_url, f'CREATE DATABASE "{self.template}"'))
+        self.created.append(self.template)
+        upgrade(Settings.from_env({}, {"data_dir": data_dir, "database_url": _with_db(self.admin_url, self.template)}))
+        self.ready = True
+
+    def new(self, data_dir: Path) -> str:
+        if not self.ready:
+            self._prepare(data_dir)
+        name = f"mpaas_t_{os.getpid()}_{secrets.token_hex(4)}"
+        _run(_pg_exec(self.admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"'))
+        self.created.append(name)
+        return _with_db(self.admin_url, name)
+
+    def drop_all(self) -> None:
+        stmts = [f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)' for n in reversed(self.created)]
+        if stmts:
+            _run(_pg_exec(self.admin_url, *stmts))
+
+
+@pytest.fixture(scope="session")
+def pg_databases() -> Iterator[PgDatabases | None]:
+    if not PG_URL:
+        yield None
+        return
+    dbs = PgDatabases(PG_URL)
+    yield dbs
+    dbs.drop_all()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgres" and not PG_URL:
+        pytest.skip("MPAAS_TEST_DATABASE_URL is not set")
+    return str(request.param)
+
+
+@pytest.fixture
+def make_settings(
+    tmp_path: Path, backend: str, pg_databases: PgDatabases | None
+) -> Callable[..., Settings]:
+    """Build Settings for this test's backend; keyword arguments override fields."""
+    db_url: str | None = None
+
+    def build(**overrides: Any) -> Settings:
+        nonlocal db_url
+        data_dir = tmp_path / "data"
+        if db_url is None:
+            if backend == "postgres":
+                assert pg_databases is not None
+                db_url = pg_databases.new(tmp_path / "tpl")
+            else:
+                db_url = f"sqlite:///{data_dir / 'mpaas.db'}"
+        base: dict[str, Any] = {
+            "data_dir": data_dir,
+            "database_url": db_url,
+            "auto_migrate": True,
+            "log_json": False,
+        }
+        return Settings.from_env({}, base | overrides)
+
+    return build
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, settings: Settings) -> TestClient:  # type: ignore[type-arg]
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+def token_factory(client: TestClient) -> Callable[[str], Any]:  # type: ignore[type-arg]
+    async def make(role: str) -> str:
+        _row, secret = await create_token(client.app[DB], Actor("test"), name=f"t-{role}", role=role)
+        return secret
+
+    return make
+
+
+@pytest.fixture
+async def admin_headers(token_factory: Callable[[str], Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {await token_factory('admin')}"}
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """A moto S3 server on a loopback port: a real HTTP endpoint, not patched calls."""
+    from moto.server import ThreadedMotoServer
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(moto_server: str) -> str:
+    import boto3
+
+    name = f"mpaas-{secrets.token_hex(4)}"
+    boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1").create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+async def stream() -> AsyncIterator[Callable[..., Any]]:
+    """An async byte stream of the given chunks, optionally failing after ``fail_after`` chunks."""
+
+    def make(chunks: list[bytes], fail_after: int | None = None) -> Any:
+        async def gen() -> AsyncIterator[bytes]:
+            for i, chunk in enumerate(chunks):
+                if fail_after is not None and i == fail_after:
+                    raise ConnectionResetError("client went away")
+                yield chunk
+
+        return gen()
+
+    yield make
