@@ -44,7 +44,9 @@ def tokens_group() -> None:
 
 
 @tokens_group.command("create")
-@click.option("--role", required=True, type=click.Choice(["admin", "release-manager", "analyst", "push-operator"]))
+@click.option(
+    "--role", required=True, type=click.Choice(["admin", "release-manager", "analyst", "push-operator"])
+)
 @click.option("--name", help="A label, e.g. ci-pipeline.")
 @json_option
 def tokens_create(role: str, name: str | None, as_json: bool) -> None:
@@ -57,8 +59,11 @@ def tokens_create(role: str, name: str | None, as_json: bool) -> None:
 @json_option
 def tokens_list(as_json: bool) -> None:
     """List tokens (never their secrets)."""
-    emit(ApiClient().call("GET", "/api/v1/tokens"), as_json,
-         ["id", "name", "role", "prefix", "created_at", "revoked_at", "last_used_at"])
+    emit(
+        ApiClient().call("GET", "/api/v1/tokens"),
+        as_json,
+        ["id", "name", "role", "prefix", "created_at", "revoked_at", "last_used_at"],
+    )
 
 
 @tokens_group.command("revoke")
@@ -77,8 +82,14 @@ def apps_group() -> None:
 
 @apps_group.command("create")
 @click.argument("name")
-@click.option("--platform", "platforms", multiple=True, required=True, type=click.Choice(["ios", "android"]),
-              help="Repeat for each platform.")
+@click.option(
+    "--platform",
+    "platforms",
+    multiple=True,
+    required=True,
+    type=click.Choice(["ios", "android"]),
+    help="Repeat for each platform.",
+)
 @json_option
 def apps_create(name: str, platforms: tuple[str, ...], as_json: bool) -> None:
     """Create an app; it gets staging and production channels with deployment keys."""
@@ -117,7 +128,11 @@ def channels_group() -> None:
 @json_option
 def channels_list(app: str, as_json: bool) -> None:
     """List an app's channels with their deployment keys."""
-    emit(ApiClient().call("GET", f"/api/v1/apps/{app}/channels"), as_json, ["name", "deployment_key", "created_at"])
+    emit(
+        ApiClient().call("GET", f"/api/v1/apps/{app}/channels"),
+        as_json,
+        ["name", "deployment_key", "created_at"],
+    )
 
 
 @channels_group.command("create")
@@ -150,6 +165,7 @@ def audit_group() -> None:
 @json_option
 def audit_list(app: str | None, action: str | None, limit: int, offset: int, as_json: bool) -> None:
     """Show who did what, newest first."""
-    out = ApiClient().call("GET", "/api/v1/audit",
-                           params={"app": app, "action": action, "limit": limit, "offset": offset})
+    out = ApiClient().call(
+        "GET", "/api/v1/audit", params={"app": app, "action": action, "limit": limit, "offset": offset}
+    )
     emit(out, as_json, ["at", "actor", "action", "target", "app"])

@@ -50,9 +50,12 @@ class ApiClient:
         query = {k: str(v) for k, v in (params or {}).items() if v is not None}
         all_headers = self.headers() | dict(headers or {})
         try:
-            async with aiohttp.ClientSession(timeout=TIMEOUT) as session, session.request(
-                method, url, json=json_body, params=query, data=data, headers=all_headers
-            ) as resp:
+            async with (
+                aiohttp.ClientSession(timeout=TIMEOUT) as session,
+                session.request(
+                    method, url, json=json_body, params=query, data=data, headers=all_headers
+                ) as resp,
+            ):
                 raw = await resp.read()
                 if resp.status in ok:
                     if not raw:
@@ -63,7 +66,7 @@ class ApiClient:
                 raise self.error(resp.status, raw)
         except aiohttp.ClientConnectionError as exc:
             raise CliError(f"cannot reach the mpaas server at {self.target.server}: {exc}") from None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise CliError(f"the mpaas server at {self.target.server} did not answer in time") from None
 
     @staticmethod

@@ -17,7 +17,11 @@ DEFAULT_SERVER = "http://127.0.0.1:8080"
 
 
 def config_path() -> Path:
-    base = os.environ.get("MPAAS_CONFIG_HOME") or os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    base = (
+        os.environ.get("MPAAS_CONFIG_HOME")
+        or os.environ.get("XDG_CONFIG_HOME")
+        or str(Path.home() / ".config")
+    )
     return Path(base) / "mpaas" / "config.json"
 
 

@@ -51,7 +51,8 @@ def _login_cli(server: str, token: str) -> str:
     if not config_path().exists() or current.server == server:
         save_target(server, token)
         return "the mpaas CLI is logged in to this server"
-    return f"to use the CLI here: export MPAAS_SERVER={server} MPAAS_TOKEN=$(cat {Path('.mpaas') / 'demo-token'})"
+    token_file = Path(".mpaas") / "demo-token"
+    return f"to use the CLI here: export MPAAS_SERVER={server} MPAAS_TOKEN=$(cat {token_file})"
 
 
 @click.command("demo")

@@ -10,7 +10,7 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares it as a class variable
 
     def show(self, file: object = None) -> None:
         click.echo(f"error: {self.format_message()}", err=True)

@@ -8,7 +8,6 @@ import click
 
 from mpaas import __version__
 from mpaas.cli import admin, demo, operator
-from mpaas.cli.errors import CliError
 from mpaas.errors import MpaasError
 
 
@@ -53,7 +52,7 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the promise is: never a traceback
+    except Exception as exc:
         click.echo(f"error: unexpected {type(exc).__name__}: {exc}".splitlines()[0], err=True)
         sys.exit(1)
 

@@ -49,7 +49,7 @@ def migrate(settings: Settings) -> None:
 
     try:
         upgrade(settings)
-    except Exception as exc:  # noqa: BLE001 - one line for the operator, whatever the driver raised
+    except Exception as exc:
         raise CliError(f"database upgrade failed: {type(exc).__name__}: {exc}".splitlines()[0]) from None
 
 
@@ -74,7 +74,9 @@ async def _bootstrap_admin(settings: Settings, force: bool) -> str | None:
 
 @click.command("init")
 @settings_options
-@click.option("--new-admin-token", is_flag=True, help="Mint another admin token even if one exists (recovery).")
+@click.option(
+    "--new-admin-token", is_flag=True, help="Mint another admin token even if one exists (recovery)."
+)
 @json_option
 def init_cmd(overrides: dict[str, Any], new_admin_token: bool, as_json: bool) -> None:
     """Create the data directory and database, and print the first admin token once."""
@@ -147,7 +149,12 @@ def serve(settings: Settings, *, banner: Callable[[], None] | None = None) -> No
 
         app.on_startup.append(_on_startup)
     web.run_app(
-        app, host=settings.host, port=settings.port, access_log=None, print=None, reuse_port=True,
+        app,
+        host=settings.host,
+        port=settings.port,
+        access_log=None,
+        print=None,
+        reuse_port=True,
         handle_signals=True,
     )
 

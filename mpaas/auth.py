@@ -24,7 +24,7 @@ from mpaas.errors import Forbidden, NotFound, Unauthorized, ValidationError
 from mpaas.http import ROLES, Handler
 from mpaas.models import ApiToken
 
-TOKEN_PREFIX = "mpaas_"
+TOKEN_PREFIX = "mpaas_"  # noqa: S105 - a public prefix, not a secret
 LAST_USED_RESOLUTION = timedelta(minutes=5)
 
 
@@ -60,7 +60,9 @@ async def create_token(db: Database, actor: Actor, *, name: str, role: str) -> t
     """Create a token; the secret is returned once and never stored."""
     check_role(role)
     secret = new_token_secret()
-    row = ApiToken(name=name, role=role, token_hash=hash_token(secret), prefix=secret[:12], created_by=actor.name)
+    row = ApiToken(
+        name=name, role=role, token_hash=hash_token(secret), prefix=secret[:12], created_by=actor.name
+    )
     async with db.write() as s:
         s.add(row)
         await s.flush()

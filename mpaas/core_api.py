@@ -23,8 +23,14 @@ def actor_of(request: web.Request) -> Actor:
     return Actor(principal_of(request).actor, request.get(REQUEST_ID))
 
 
-@api.route("GET", "/healthz", summary="Liveness and readiness: checks the database and the blob store",
-           tag="operations", auth="public", responses={200: "healthy", 503: "a dependency is down"})
+@api.route(
+    "GET",
+    "/healthz",
+    summary="Liveness and readiness: checks the database and the blob store",
+    tag="operations",
+    auth="public",
+    responses={200: "healthy", 503: "a dependency is down"},
+)
 async def healthz(request: web.Request) -> web.Response:
     checks: dict[str, str] = {}
     ok = True
@@ -32,10 +38,12 @@ async def healthz(request: web.Request) -> web.Response:
         try:
             await asyncio.wait_for(probe, timeout=5)
             checks[name] = "ok"
-        except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
+        except Exception as exc:
             ok = False
             checks[name] = f"error: {type(exc).__name__}"
-    return json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+    return json_response(
+        {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
+    )
 
 
 @api.route("GET", "/metrics", summary="Prometheus metrics (text format)", tag="operations", auth="metrics")
@@ -49,7 +57,9 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-@api.route("GET", "/api/openapi.json", summary="This API's OpenAPI 3.1 document", tag="operations", auth="public")
+@api.route(
+    "GET", "/api/openapi.json", summary="This API's OpenAPI 3.1 document", tag="operations", auth="public"
+)
 async def openapi_doc(request: web.Request) -> web.Response:
     from mpaas.openapi import build_openapi
 
@@ -66,8 +76,15 @@ APP_BODY = {
 }
 
 
-@api.route("POST", "/api/v1/apps", summary="Create an app with staging and production channels",
-           tag="apps", roles=("admin",), body=APP_BODY, responses={201: "created", 409: "exists"})
+@api.route(
+    "POST",
+    "/api/v1/apps",
+    summary="Create an app with staging and production channels",
+    tag="apps",
+    roles=("admin",),
+    body=APP_BODY,
+    responses={201: "created", 409: "exists"},
+)
 async def create_app_handler(request: web.Request) -> web.Response:
     data = await read_object(request)
     name = field_str(data, "name", max_len=63)
@@ -80,32 +97,54 @@ async def create_app_handler(request: web.Request) -> web.Response:
     return json_response(out, status=201)
 
 
-@api.route("GET", "/api/v1/apps", summary="List apps", tag="apps",
-           roles=("release-manager", "analyst", "push-operator"), query={"limit": "int", "offset": "int"})
+@api.route(
+    "GET",
+    "/api/v1/apps",
+    summary="List apps",
+    tag="apps",
+    roles=("release-manager", "analyst", "push-operator"),
+    query={"limit": "int", "offset": "int"},
+)
 async def list_apps_handler(request: web.Request) -> web.Response:
     limit, offset = pagination(request)
     rows, total = await tenancy.list_apps(request.app[DB], limit=limit, offset=offset)
     return json_response(page([tenancy.app_dict(a) for a in rows], total, limit, offset))
 
 
-@api.route("GET", "/api/v1/apps/{app}", summary="Show an app", tag="apps",
-           roles=("release-manager", "analyst", "push-operator"))
+@api.route(
+    "GET",
+    "/api/v1/apps/{app}",
+    summary="Show an app",
+    tag="apps",
+    roles=("release-manager", "analyst", "push-operator"),
+)
 async def show_app_handler(request: web.Request) -> web.Response:
     app = await tenancy.get_app(request.app[DB], request.match_info["app"])
     return json_response(tenancy.app_dict(app))
 
 
-@api.route("GET", "/api/v1/apps/{app}/channels", summary="List an app's channels with their deployment keys",
-           tag="apps", roles=("release-manager",))
+@api.route(
+    "GET",
+    "/api/v1/apps/{app}/channels",
+    summary="List an app's channels with their deployment keys",
+    tag="apps",
+    roles=("release-manager",),
+)
 async def list_channels_handler(request: web.Request) -> web.Response:
     name = request.match_info["app"]
     rows = await tenancy.list_channels(request.app[DB], name)
     return json_response({"items": [tenancy.channel_dict(c, name) for c in rows]})
 
 
-@api.route("POST", "/api/v1/apps/{app}/channels", summary="Create a channel", tag="apps",
-           roles=("admin",), body={"type": "object", "required": ["name"],
-                                    "properties": {"name": {"type": "string"}}}, responses={201: "created"})
+@api.route(
+    "POST",
+    "/api/v1/apps/{app}/channels",
+    summary="Create a channel",
+    tag="apps",
+    roles=("admin",),
+    body={"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+    responses={201: "created"},
+)
 async def create_channel_handler(request: web.Request) -> web.Response:
     data = await read_object(request)
     name = field_str(data, "name", max_len=63)
@@ -115,8 +154,13 @@ async def create_channel_handler(request: web.Request) -> web.Response:
     return json_response(tenancy.channel_dict(row, app), status=201)
 
 
-@api.route("POST", "/api/v1/apps/{app}/channels/{channel}/rotate-key",
-           summary="Replace a channel's deployment key", tag="apps", roles=("admin",))
+@api.route(
+    "POST",
+    "/api/v1/apps/{app}/channels/{channel}/rotate-key",
+    summary="Replace a channel's deployment key",
+    tag="apps",
+    roles=("admin",),
+)
 async def rotate_key_handler(request: web.Request) -> web.Response:
     app, channel = request.match_info["app"], request.match_info["channel"]
     row = await tenancy.rotate_deployment_key(request.app[DB], actor_of(request), app, channel)
@@ -126,8 +170,10 @@ async def rotate_key_handler(request: web.Request) -> web.Response:
 TOKEN_BODY = {
     "type": "object",
     "required": ["role"],
-    "properties": {"role": {"enum": ["admin", "release-manager", "analyst", "push-operator"]},
-                   "name": {"type": "string"}},
+    "properties": {
+        "role": {"enum": ["admin", "release-manager", "analyst", "push-operator"]},
+        "name": {"type": "string"},
+    },
 }
 
 
@@ -136,8 +182,15 @@ def token_dict(row: object) -> dict[str, object]:
     return {k: getattr(row, k) for k in keys}
 
 
-@api.route("POST", "/api/v1/tokens", summary="Create an API token; the secret is shown once", tag="tokens",
-           roles=("admin",), body=TOKEN_BODY, responses={201: "created"})
+@api.route(
+    "POST",
+    "/api/v1/tokens",
+    summary="Create an API token; the secret is shown once",
+    tag="tokens",
+    roles=("admin",),
+    body=TOKEN_BODY,
+    responses={201: "created"},
+)
 async def create_token_handler(request: web.Request) -> web.Response:
     data = await read_object(request)
     role = field_str(data, "role", max_len=32)
@@ -147,14 +200,17 @@ async def create_token_handler(request: web.Request) -> web.Response:
     return json_response(token_dict(row) | {"token": secret}, status=201)
 
 
-@api.route("GET", "/api/v1/tokens", summary="List API tokens (never their secrets)", tag="tokens",
-           roles=("admin",))
+@api.route(
+    "GET", "/api/v1/tokens", summary="List API tokens (never their secrets)", tag="tokens", roles=("admin",)
+)
 async def list_tokens_handler(request: web.Request) -> web.Response:
     rows = await list_tokens(request.app[DB])
     return json_response({"items": [token_dict(r) for r in rows]})
 
 
-@api.route("DELETE", "/api/v1/tokens/{token_id}", summary="Revoke an API token", tag="tokens", roles=("admin",))
+@api.route(
+    "DELETE", "/api/v1/tokens/{token_id}", summary="Revoke an API token", tag="tokens", roles=("admin",)
+)
 async def revoke_token_handler(request: web.Request) -> web.Response:
     try:
         token_id = int(request.match_info["token_id"])
@@ -164,19 +220,33 @@ async def revoke_token_handler(request: web.Request) -> web.Response:
     return json_response(token_dict(row))
 
 
-@api.route("GET", "/api/v1/audit", summary="Read the audit log, newest first", tag="audit", roles=("admin",),
-           query={"app": "string", "action": "string", "limit": "int", "offset": "int"})
+@api.route(
+    "GET",
+    "/api/v1/audit",
+    summary="Read the audit log, newest first",
+    tag="audit",
+    roles=("admin",),
+    query={"app": "string", "action": "string", "limit": "int", "offset": "int"},
+)
 async def audit_handler(request: web.Request) -> web.Response:
     limit, offset = pagination(request)
     rows, total = await audit.list_entries(
-        request.app[DB], app=request.query.get("app"), action=request.query.get("action"),
-        limit=limit, offset=offset,
+        request.app[DB],
+        app=request.query.get("app"),
+        action=request.query.get("action"),
+        limit=limit,
+        offset=offset,
     )
     return json_response(page([r.model_dump() for r in rows], total, limit, offset))
 
 
-@api.route("GET", "/api/v1/whoami", summary="The calling token's name and role", tag="tokens",
-           roles=("release-manager", "analyst", "push-operator"))
+@api.route(
+    "GET",
+    "/api/v1/whoami",
+    summary="The calling token's name and role",
+    tag="tokens",
+    roles=("release-manager", "analyst", "push-operator"),
+)
 async def whoami_handler(request: web.Request) -> web.Response:
     p = principal_of(request)
     return json_response({"id": p.token_id, "name": p.name, "role": p.role})

@@ -14,6 +14,7 @@ import secrets
 import time
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from mpaas.errors import MpaasError
@@ -53,7 +54,9 @@ class HttpMetrics:
         )
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
     return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
@@ -69,13 +72,15 @@ def _from_http_exception(exc: web.HTTPException) -> web.StreamResponse:
         message = "no such resource"
     elif exc.status == 413:
         message = "request body is too large"
-    headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after", "www-authenticate")}
+    headers = {
+        k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after", "www-authenticate")
+    }
     return error_response(exc.status, code, message, headers)
 
 
-def make_middleware(metrics: HttpMetrics, max_body: int) -> web.middleware:  # type: ignore[valid-type]
+def make_middleware(metrics: HttpMetrics, max_body: int) -> Middleware:
     @web.middleware
-    async def middleware(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:  # type: ignore[name-defined]
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         rid = request.headers.get("X-Request-Id", "")
         if not (0 < len(rid) <= 64 and rid.replace("-", "").isalnum()):
             rid = secrets.token_hex(8)

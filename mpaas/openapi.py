@@ -36,10 +36,18 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in PARAM_RE.findall(ep.path)
     ]
-    params += [{"name": k, "in": "query", "schema": QUERY_TYPES.get(v, {"type": "string"})} for k, v in ep.query.items()]
+    params += [
+        {"name": k, "in": "query", "schema": QUERY_TYPES.get(v, {"type": "string"})}
+        for k, v in ep.query.items()
+    ]
     responses: dict[str, Any] = {str(code): {"description": text} for code, text in ep.responses.items()}
-    responses.setdefault("200", {"description": "OK"}) if not any(str(c).startswith("2") for c in ep.responses) else None
-    err = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    responses.setdefault("200", {"description": "OK"}) if not any(
+        str(c).startswith("2") for c in ep.responses
+    ) else None
+    err = {
+        "description": "error",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
     responses.setdefault("4XX", err)
     op: dict[str, Any] = {
         "operationId": f"{ep.method.lower()}_{ep.handler.__name__}",
@@ -56,7 +64,10 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
     if ep.body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ep.body}}}
     elif ep.raw_body is not None:
-        op["requestBody"] = {"required": True, "content": {ep.raw_body: {"schema": {"type": "string", "format": "binary"}}}}
+        op["requestBody"] = {
+            "required": True,
+            "content": {ep.raw_body: {"schema": {"type": "string", "format": "binary"}}},
+        }
     return op
 
 

@@ -36,7 +36,8 @@ class ChannelRef:
 def check_name(kind: str, name: str) -> str:
     if not NAME_RE.match(name):
         raise ValidationError(
-            f"{kind} name {name!r} must be 1-63 lowercase letters, digits or '-', starting with a letter or digit"
+            f"{kind} name {name!r} must be 1-63 lowercase letters, digits or '-', "
+            "starting with a letter or digit"
         )
     return name
 
@@ -45,7 +46,9 @@ def new_deployment_key() -> str:
     return secrets.token_urlsafe(32)
 
 
-async def create_app(db: Database, actor: Actor, name: str, platforms: list[str]) -> tuple[App, list[Channel]]:
+async def create_app(
+    db: Database, actor: Actor, name: str, platforms: list[str]
+) -> tuple[App, list[Channel]]:
     check_name("app", name)
     platforms = sorted(set(platforms))
     if not platforms:
@@ -59,7 +62,9 @@ async def create_app(db: Database, actor: Actor, name: str, platforms: list[str]
             s.add(app)
             await s.flush()
             assert app.id is not None
-            channels = [Channel(app_id=app.id, name=c, deployment_key=new_deployment_key()) for c in DEFAULT_CHANNELS]
+            channels = [
+                Channel(app_id=app.id, name=c, deployment_key=new_deployment_key()) for c in DEFAULT_CHANNELS
+            ]
             s.add_all(channels)
             record(s, actor, "app.create", f"app:{name}", app=name, detail={"platforms": platforms})
     except IntegrityError:
@@ -87,7 +92,9 @@ async def get_app(db: Database, name: str) -> App:
 async def list_channels(db: Database, app_name: str) -> list[Channel]:
     app = await get_app(db, app_name)
     async with db.session() as s:
-        return list((await s.exec(select(Channel).where(Channel.app_id == app.id).order_by(col(Channel.id)))).all())
+        return list(
+            (await s.exec(select(Channel).where(Channel.app_id == app.id).order_by(col(Channel.id)))).all()
+        )
 
 
 async def get_channel(db: Database, app_name: str, channel: str) -> ChannelRef:
@@ -109,7 +116,9 @@ async def create_channel(db: Database, actor: Actor, app_name: str, name: str) -
             s.add(row)
             record(s, actor, "channel.create", f"channel:{app_name}/{name}", app=app_name)
     except IntegrityError:
-        raise Conflict(f"channel {name!r} already exists in app {app_name!r}", code="channel_exists") from None
+        raise Conflict(
+            f"channel {name!r} already exists in app {app_name!r}", code="channel_exists"
+        ) from None
     return row
 
 

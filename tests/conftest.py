@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -25,15 +24,10 @@ from mpaas.appkeys import DB
 from mpaas.audit import Actor
 from mpaas.auth import create_token
 from mpaas.settings import Settings
+from tests_support import free_port
 
 PG_URL = os.environ.get("MPAAS_TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite", "postgres"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _run(coro: Any) -> Any:
@@ -44,7 +38,7 @@ def _run(coro: Any) -> Any:
     def target() -> None:
         try:
             result.append(asyncio.run(coro))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             error.append(exc)
 
     t = threading.Thread(target=target)
@@ -85,7 +79,11 @@ class PgDatabases:
 
         _run(_pg_exec(self.admin_url, f'CREATE DATABASE "{self.template}"'))
         self.created.append(self.template)
-        upgrade(Settings.from_env({}, {"data_dir": data_dir, "database_url": _with_db(self.admin_url, self.template)}))
+        upgrade(
+            Settings.from_env(
+                {}, {"data_dir": data_dir, "database_url": _with_db(self.admin_url, self.template)}
+            )
+        )
         self.ready = True
 
     def new(self, data_dir: Path) -> str:
@@ -120,9 +118,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make_settings(
-    tmp_path: Path, backend: str, pg_databases: PgDatabases | None
-) -> Callable[..., Settings]:
+def make_settings(tmp_path: Path, backend: str, pg_databases: PgDatabases | None) -> Callable[..., Settings]:
     """Build Settings for this test's backend; keyword arguments override fields."""
     db_url: str | None = None
 

@@ -65,7 +65,9 @@ class Hasher:
 
 @runtime_checkable
 class BlobStore(Protocol):
-    async def put_stream(self, chunks: AsyncIterable[bytes], *, expected_sha256: str | None = None) -> BlobRef:
+    async def put_stream(
+        self, chunks: AsyncIterable[bytes], *, expected_sha256: str | None = None
+    ) -> BlobRef:
         """Store a stream; verify it against ``expected_sha256`` when given."""
 
     async def put_file(self, path: Path, *, sha256: str | None = None) -> BlobRef:

@@ -31,7 +31,9 @@ class LocalBlobStore:
     def _ensure_dirs(self) -> None:
         self.tmp.mkdir(parents=True, exist_ok=True)
 
-    async def put_stream(self, chunks: AsyncIterable[bytes], *, expected_sha256: str | None = None) -> BlobRef:
+    async def put_stream(
+        self, chunks: AsyncIterable[bytes], *, expected_sha256: str | None = None
+    ) -> BlobRef:
         await asyncio.to_thread(self._ensure_dirs)
         tmp = self.tmp / f"{uuid.uuid4().hex}.part"
         hasher = Hasher()

@@ -66,7 +66,9 @@ class S3BlobStore:
         k = blob_key(sha256)
         return f"{self.prefix}/{k}" if self.prefix else k
 
-    async def put_stream(self, chunks: AsyncIterable[bytes], *, expected_sha256: str | None = None) -> BlobRef:
+    async def put_stream(
+        self, chunks: AsyncIterable[bytes], *, expected_sha256: str | None = None
+    ) -> BlobRef:
         if self.spool_dir is not None:
             await asyncio.to_thread(self.spool_dir.mkdir, parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix="s3spool-", dir=self.spool_dir)
@@ -86,7 +88,9 @@ class S3BlobStore:
         finally:
             await asyncio.to_thread(spool.unlink, missing_ok=True)
 
-    async def upload_file(self, path: Path, sha256: str, progress: Callable[[int], None] | None = None) -> None:
+    async def upload_file(
+        self, path: Path, sha256: str, progress: Callable[[int], None] | None = None
+    ) -> None:
         await asyncio.to_thread(
             self.client.upload_file,
             str(path),
@@ -99,12 +103,12 @@ class S3BlobStore:
 
     async def put_file(self, path: Path, *, sha256: str | None = None) -> BlobRef:
         if sha256 is None:
-            sha256, size = await asyncio.to_thread(_hash_file, path)
+            digest, size = await asyncio.to_thread(_hash_file, path)
         else:
-            size = (await asyncio.to_thread(path.stat)).st_size
-        if not await self.exists(sha256):
-            await self.upload_file(path, sha256)
-        return BlobRef(sha256, size)
+            digest, size = sha256, (await asyncio.to_thread(path.stat)).st_size
+        if not await self.exists(digest):
+            await self.upload_file(path, digest)
+        return BlobRef(digest, size)
 
     async def _head(self, sha256: str) -> dict[str, Any] | None:
         from botocore.exceptions import ClientError

@@ -6,8 +6,9 @@ from typing import Any
 
 
 async def test_create_app_gets_default_channels(client: Any, admin_headers: dict[str, str]) -> None:
-    resp = await client.post("/api/v1/apps", json={"name": "bank", "platforms": ["ios", "android"]},
-                             headers=admin_headers)
+    resp = await client.post(
+        "/api/v1/apps", json={"name": "bank", "platforms": ["ios", "android"]}, headers=admin_headers
+    )
     assert resp.status == 201
     body = await resp.json()
     assert body["platforms"] == ["android", "ios"]
@@ -30,8 +31,13 @@ async def test_duplicate_app_is_409(client: Any, admin_headers: dict[str, str]) 
 
 
 async def test_app_validation(client: Any, admin_headers: dict[str, str]) -> None:
-    for body in ({"name": "Bad Name", "platforms": ["ios"]}, {"name": "ok", "platforms": ["windows"]},
-                 {"name": "ok", "platforms": []}, {"platforms": ["ios"]}, {"name": 3, "platforms": ["ios"]}):
+    for body in (
+        {"name": "Bad Name", "platforms": ["ios"]},
+        {"name": "ok", "platforms": ["windows"]},
+        {"name": "ok", "platforms": []},
+        {"platforms": ["ios"]},
+        {"name": 3, "platforms": ["ios"]},
+    ):
         resp = await client.post("/api/v1/apps", json=body, headers=admin_headers)
         assert resp.status == 400, body
         assert (await resp.json())["error"]["code"] == "validation_error"
@@ -39,7 +45,9 @@ async def test_app_validation(client: Any, admin_headers: dict[str, str]) -> Non
 
 async def test_app_listing_paginates(client: Any, admin_headers: dict[str, str]) -> None:
     for i in range(5):
-        await client.post("/api/v1/apps", json={"name": f"app{i}", "platforms": ["ios"]}, headers=admin_headers)
+        await client.post(
+            "/api/v1/apps", json={"name": f"app{i}", "platforms": ["ios"]}, headers=admin_headers
+        )
     resp = await client.get("/api/v1/apps?limit=2&offset=2", headers=admin_headers)
     body = await resp.json()
     assert [a["name"] for a in body["items"]] == ["app2", "app3"]

@@ -25,8 +25,14 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
         return LocalBlobStore(tmp_path / "blobs")
     endpoint = request.getfixturevalue("moto_server")
     bucket = request.getfixturevalue("s3_bucket")
-    return S3BlobStore(bucket, "pfx", endpoint_url=endpoint, spool_dir=tmp_path / "spool",
-                       multipart_threshold=5 << 20, multipart_chunksize=5 << 20)
+    return S3BlobStore(
+        bucket,
+        "pfx",
+        endpoint_url=endpoint,
+        spool_dir=tmp_path / "spool",
+        multipart_threshold=5 << 20,
+        multipart_chunksize=5 << 20,
+    )
 
 
 async def chunks_of(data: bytes, size: int = 65536) -> AsyncIterator[bytes]:
@@ -106,9 +112,17 @@ async def test_put_file_and_get_to_file(store: BlobStore, tmp_path: Path) -> Non
     assert not await store.exists(ref.sha256)
 
 
-async def test_s3_multipart_upload_and_presigned_url(moto_server: str, s3_bucket: str, tmp_path: Path) -> None:
-    store = S3BlobStore(s3_bucket, "", endpoint_url=moto_server, spool_dir=tmp_path,
-                        multipart_threshold=5 << 20, multipart_chunksize=5 << 20)
+async def test_s3_multipart_upload_and_presigned_url(
+    moto_server: str, s3_bucket: str, tmp_path: Path
+) -> None:
+    store = S3BlobStore(
+        s3_bucket,
+        "",
+        endpoint_url=moto_server,
+        spool_dir=tmp_path,
+        multipart_threshold=5 << 20,
+        multipart_chunksize=5 << 20,
+    )
     data = os.urandom(12 << 20)
     ref = await store.put_stream(chunks_of(data, 1 << 20))
     head = store.client.head_object(Bucket=s3_bucket, Key=store.key(ref.sha256))
@@ -123,8 +137,14 @@ async def test_s3_multipart_upload_and_presigned_url(moto_server: str, s3_bucket
 async def test_s3_upload_interrupted_mid_multipart_leaves_no_object(
     moto_server: str, s3_bucket: str, tmp_path: Path
 ) -> None:
-    store = S3BlobStore(s3_bucket, "", endpoint_url=moto_server, spool_dir=tmp_path,
-                        multipart_threshold=5 << 20, multipart_chunksize=5 << 20)
+    store = S3BlobStore(
+        s3_bucket,
+        "",
+        endpoint_url=moto_server,
+        spool_dir=tmp_path,
+        multipart_threshold=5 << 20,
+        multipart_chunksize=5 << 20,
+    )
     src = tmp_path / "big.bin"
     src.write_bytes(os.urandom(16 << 20))
     sent = 0

@@ -48,7 +48,9 @@ async def test_bad_token_is_401(client: Any) -> None:
 async def test_wrong_role_is_403(client: Any, token_factory: Any) -> None:
     analyst = await token_factory("analyst")
     resp = await client.post(
-        "/api/v1/apps", json={"name": "x", "platforms": ["ios"]}, headers={"Authorization": f"Bearer {analyst}"}
+        "/api/v1/apps",
+        json={"name": "x", "platforms": ["ios"]},
+        headers={"Authorization": f"Bearer {analyst}"},
     )
     assert resp.status == 403
     assert_error(await resp.json(), "forbidden")
@@ -131,7 +133,9 @@ async def test_metrics_token(aiohttp_client: Any, make_settings: Any) -> None:
     assert (await client.get("/metrics", headers={"Authorization": "Bearer s3cret"})).status == 200
 
 
-async def test_healthz_reports_broken_blob_store(aiohttp_client: Any, make_settings: Any, tmp_path: Any) -> None:
+async def test_healthz_reports_broken_blob_store(
+    aiohttp_client: Any, make_settings: Any, tmp_path: Any
+) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the blob directory should be")
     client = await aiohttp_client(create_app(make_settings(blob_url=blocker.as_uri())))
