@@ -7,7 +7,7 @@ import sys
 import click
 
 from mpaas import __version__
-from mpaas.cli import admin, demo, operator
+from mpaas.cli import admin, demo, operator, packages, publish
 from mpaas.errors import MpaasError
 
 
@@ -33,6 +33,10 @@ for command in (
     admin.apps_group,
     admin.channels_group,
     admin.audit_group,
+    publish.publish_cmd,
+    packages.packages_group,
+    packages.diff_cmd,
+    packages.gc_cmd,
 ):
     cli.add_command(command)
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from mpaas.appkeys import BLOBS, DB, METRICS, SETTINGS
+from mpaas.appkeys import BLOBS, DB, GC_SOURCES, METRICS, SETTINGS
 from mpaas.blobs import make_blob_store
+from mpaas.blobs.local import sweep_stale
 from mpaas.db import Database
 from mpaas.domains import domain_apis
 from mpaas.http import Api
@@ -35,8 +38,10 @@ def create_app(settings: Settings) -> web.Application:
     api.register(app)
     app[API_KEY] = api
 
+    app[GC_SOURCES] = []
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_blob_store)
+    app.cleanup_ctx.append(_packages)
     return app
 
 
@@ -53,7 +58,35 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _blob_store(app: web.Application) -> AsyncIterator[None]:
-    store = make_blob_store(app[SETTINGS])
+    settings = app[SETTINGS]
+    store = make_blob_store(settings)
     app[BLOBS] = store
+    # Temp files older than a day belong to writers that crashed (kill -9).
+    for directory in (settings.tmp_dir, settings.data_dir / "blobs" / ".tmp"):
+        await asyncio.to_thread(sweep_stale, directory, timedelta(days=1))
     yield
     await store.close()
+
+
+async def _packages(app: web.Application) -> AsyncIterator[None]:
+    from mpaas.packages.intake import IntakeLimits
+    from mpaas.packages.service import PackageLimits, PackageService
+    from mpaas.packages.service_key import PACKAGES
+    from mpaas.packages.uploads import Uploads
+
+    s = app[SETTINGS]
+    uploads = Uploads(app[DB], s.uploads_dir, max_size=s.max_upload_bytes, max_chunk=s.max_body_bytes)
+    limits = PackageLimits(
+        intake=IntakeLimits(
+            max_entries=s.max_package_entries,
+            max_total_bytes=s.max_package_bytes,
+            max_ratio=s.max_compression_ratio,
+        ),
+        delta_bases=s.delta_bases,
+        delta_max_share=s.delta_max_share,
+    )
+    service = PackageService(app[DB], app[BLOBS], uploads, s.tmp_dir, limits, s.publish_concurrency)
+    app[PACKAGES] = service
+    app[GC_SOURCES].extend(PackageService.referenced_query())
+    await uploads.expire()
+    yield

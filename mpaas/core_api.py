@@ -9,7 +9,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mpaas import audit, tenancy
-from mpaas.appkeys import BLOBS, DB, METRICS, SETTINGS
+from mpaas.appkeys import BLOBS, DB, GC_SOURCES, METRICS, SETTINGS
 from mpaas.audit import Actor
 from mpaas.auth import create_token, list_tokens, principal_of, revoke_token
 from mpaas.errors import Unauthorized, ValidationError
@@ -250,3 +250,35 @@ async def audit_handler(request: web.Request) -> web.Response:
 async def whoami_handler(request: web.Request) -> web.Response:
     p = principal_of(request)
     return json_response({"id": p.token_id, "name": p.name, "role": p.role})
+
+
+@api.route(
+    "POST",
+    "/api/v1/gc",
+    summary="Delete blobs that nothing references (older than grace_seconds)",
+    tag="operations",
+    roles=("admin",),
+    body={
+        "type": "object",
+        "properties": {"dry_run": {"type": "boolean"}, "grace_seconds": {"type": "integer", "minimum": 0}},
+    },
+)
+async def gc_handler(request: web.Request) -> web.Response:
+    from datetime import timedelta
+
+    from mpaas.gc import DEFAULT_GRACE, collect_garbage
+
+    data = await read_object(request) if request.can_read_body else {}
+    dry_run = data.get("dry_run", False)
+    grace = data.get("grace_seconds", int(DEFAULT_GRACE.total_seconds()))
+    if not isinstance(dry_run, bool) or not isinstance(grace, int) or grace < 0:
+        raise ValidationError("dry_run must be a boolean and grace_seconds a non-negative integer")
+    report = await collect_garbage(
+        request.app[DB],
+        request.app[BLOBS],
+        request.app[GC_SOURCES],
+        actor_of(request),
+        grace=timedelta(seconds=grace),
+        dry_run=dry_run,
+    )
+    return json_response(report.to_dict())

@@ -7,5 +7,6 @@ from mpaas.http import Api
 
 def domain_apis() -> list[Api]:
     from mpaas.core_api import api as core
+    from mpaas.packages.api import api as packages
 
-    return [core]
+    return [core, packages]

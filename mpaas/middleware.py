@@ -90,7 +90,7 @@ def make_middleware(metrics: HttpMetrics, max_body: int) -> Middleware:
         response: web.StreamResponse
         try:
             length = request.content_length
-            if length is not None and length > max_body and not request.path.endswith("/chunks"):
+            if length is not None and length > max_body:
                 response = error_response(413, "payload_too_large", f"request body exceeds {max_body} bytes")
             else:
                 response = await handler(request)

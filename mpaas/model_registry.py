@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-MODEL_MODULES = ("mpaas.models",)
+MODEL_MODULES = ("mpaas.models", "mpaas.packages.models")
 
 
 def import_all_models() -> None:

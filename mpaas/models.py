@@ -58,3 +58,15 @@ class AuditEntry(SQLModel, table=True):
     app: str | None = Field(default=None, max_length=64, index=True)
     request_id: str | None = Field(default=None, max_length=64)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class MaintenanceLock(SQLModel, table=True):
+    """Named rows that writers lock (SELECT … FOR UPDATE) to exclude each other across processes.
+
+    Used, for example, so that blob garbage collection never deletes a blob that a
+    publish in another process is about to reference.
+    """
+
+    __tablename__ = "maintenance_locks"
+
+    name: str = Field(primary_key=True, max_length=64)

@@ -31,6 +31,16 @@ def _int(name: str, raw: str, *, minimum: int = 0, maximum: int | None = None) -
     return value
 
 
+def _float(name: str, raw: str, *, minimum: float, maximum: float) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name.upper()}={raw!r} is not a number") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{PREFIX}{name.upper()}={raw!r} must be between {minimum} and {maximum}")
+    return value
+
+
 def _bool(name: str, raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -81,6 +91,13 @@ class Settings:
     port: int = 8080
     max_body_bytes: int = 64 << 20
     upload_chunk_bytes: int = 8 << 20
+    max_upload_bytes: int = 2 << 30
+    max_package_entries: int = 20_000
+    max_package_bytes: int = 1 << 30
+    max_compression_ratio: float = 200.0
+    delta_bases: int = 5
+    delta_max_share: float = 0.5
+    publish_concurrency: int = 2
     log_level: str = "INFO"
     log_json: bool = True
     metrics_token: str | None = None
@@ -115,6 +132,12 @@ class Settings:
             value = raw.get(name, default)
             return value if isinstance(value, int) else _int(name, str(value), **kw)
 
+        def real(name: str, default: float, *, minimum: float, maximum: float) -> float:
+            value = raw.get(name, default)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+            return _float(name, str(value), minimum=minimum, maximum=maximum)
+
         def flag(name: str, default: bool | None) -> bool | None:
             value = raw.get(name, default)
             return value if value is None or isinstance(value, bool) else _bool(name, str(value))
@@ -130,6 +153,13 @@ class Settings:
             port=num("port", 8080, minimum=0, maximum=65535),
             max_body_bytes=num("max_body_bytes", 64 << 20, minimum=1024),
             upload_chunk_bytes=num("upload_chunk_bytes", 8 << 20, minimum=1024),
+            max_upload_bytes=num("max_upload_bytes", 2 << 30, minimum=1),
+            max_package_entries=num("max_package_entries", 20_000, minimum=1),
+            max_package_bytes=num("max_package_bytes", 1 << 30, minimum=1),
+            max_compression_ratio=real("max_compression_ratio", 200.0, minimum=1.0, maximum=1e6),
+            delta_bases=num("delta_bases", 5, minimum=0, maximum=50),
+            delta_max_share=real("delta_max_share", 0.5, minimum=0.0, maximum=1.0),
+            publish_concurrency=num("publish_concurrency", 2, minimum=1, maximum=64),
             log_level=level,
             log_json=bool(flag("log_json", True)),
             metrics_token=raw.get("metrics_token"),
@@ -153,6 +183,10 @@ class Settings:
     @property
     def tmp_dir(self) -> Path:
         return self.data_dir / "tmp"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)

@@ -7,7 +7,7 @@ whole domain at once while the HTTP status still comes from the
 
 from __future__ import annotations
 
-from mpaas.errors import BadRequest, MpaasError
+from mpaas.errors import BadRequest, Conflict, MpaasError, NotFound, PayloadTooLarge, ValidationError
 
 #: Longest entry name quoted in a message; the full name stays on ``.entry``.
 _MAX_QUOTED_ENTRY = 200
@@ -49,3 +49,35 @@ class UnsafeArchive(PackageError, BadRequest):
         self.rule = str(rule)
         self.entry = entry
         self.detail = detail
+
+
+class InvalidPackageMeta(PackageError, ValidationError):
+    """Publish metadata that does not fit the package's kind."""
+
+    code = "invalid_package"
+
+
+class PackageNotFound(PackageError, NotFound):
+    code = "package_not_found"
+
+
+class PackageVersionExists(PackageError, Conflict):
+    """The same (app, kind, id, version) exists with different content."""
+
+    code = "package_version_exists"
+
+
+class UploadNotFound(PackageError, NotFound):
+    code = "upload_not_found"
+
+
+class UploadOffsetMismatch(PackageError, Conflict):
+    code = "upload_offset_mismatch"
+
+
+class UploadIncomplete(PackageError, Conflict):
+    code = "upload_incomplete"
+
+
+class UploadTooLarge(PackageError, PayloadTooLarge):
+    code = "upload_too_large"

@@ -57,8 +57,8 @@ def generate_signer(key_type: KeyType = "ecdsa") -> CryptoSigner:
     raise ValueError(f"key type must be one of {KEY_TYPES}, not {key_type!r}")
 
 
-def write_secret_file(path: Path, data: bytes, *, overwrite: bool = False, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` atomically, created with ``mode`` (never wider).
+def write_file_atomic(path: Path, data: bytes, *, mode: int, overwrite: bool = False) -> None:
+    """Write ``data`` to ``path`` atomically (temp file + rename), created with ``mode``.
 
     Without ``overwrite`` an existing file is an error, checked atomically (hard link).
     """
@@ -82,6 +82,11 @@ def write_secret_file(path: Path, data: bytes, *, overwrite: bool = False, mode:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def write_secret_file(path: Path, data: bytes, *, overwrite: bool = False) -> None:
+    """A private file: mode 0600 from its creation, never readable by anyone else."""
+    write_file_atomic(path, data, mode=0o600, overwrite=overwrite)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
-from mpaas.blobs.base import BlobDigestMismatch, BlobNotFound, BlobRef, BlobStore, blob_key
+from mpaas.blobs.base import BlobDigestMismatch, BlobInfo, BlobNotFound, BlobRef, BlobStore, blob_key
 from mpaas.settings import Settings
 
-__all__ = ["BlobDigestMismatch", "BlobNotFound", "BlobRef", "BlobStore", "blob_key", "make_blob_store"]
+__all__ = [
+    "BlobDigestMismatch",
+    "BlobInfo",
+    "BlobNotFound",
+    "BlobRef",
+    "BlobStore",
+    "blob_key",
+    "make_blob_store",
+]
 
 
 def make_blob_store(settings: Settings) -> BlobStore:

@@ -13,6 +13,7 @@ import hashlib
 import re
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -34,6 +35,13 @@ class BlobDigestMismatch(BadRequest):
 class BlobRef:
     sha256: str
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    sha256: str
+    size: int
+    modified: datetime
 
 
 def check_digest(sha256: str) -> str:
@@ -86,8 +94,8 @@ class BlobStore(Protocol):
 
     async def delete(self, sha256: str) -> None: ...
 
-    def list_digests(self) -> AsyncIterator[str]:
-        """Every stored digest, for garbage collection."""
+    def list_blobs(self) -> AsyncIterator[BlobInfo]:
+        """Every stored blob with its size and age, for garbage collection."""
 
     def download_url(self, sha256: str, *, expires: int = 3600, filename: str | None = None) -> str | None:
         """A direct (presigned or CDN) URL, or None when the server must stream the bytes."""

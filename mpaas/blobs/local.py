@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
 from mpaas.blobs.base import (
     READ_CHUNK,
     BlobDigestMismatch,
+    BlobInfo,
     BlobNotFound,
     BlobRef,
     Hasher,
@@ -114,11 +117,9 @@ class LocalBlobStore:
     async def delete(self, sha256: str) -> None:
         await asyncio.to_thread(_unlink_quietly, self._path(sha256))
 
-    async def list_digests(self) -> AsyncIterator[str]:
-        base = self.root / "sha256"
-        names = await asyncio.to_thread(_scan, base)
-        for name in names:
-            yield name
+    async def list_blobs(self) -> AsyncIterator[BlobInfo]:
+        for info in await asyncio.to_thread(_scan, self.root / "sha256"):
+            yield info
 
     def download_url(self, sha256: str, *, expires: int = 3600, filename: str | None = None) -> str | None:
         check_digest(sha256)
@@ -137,14 +138,36 @@ class LocalBlobStore:
         return None
 
 
-def _scan(base: Path) -> list[str]:
-    out: list[str] = []
+def _scan(base: Path) -> list[BlobInfo]:
+    out: list[BlobInfo] = []
     if not base.is_dir():
         return out
     for sub in sorted(base.iterdir()):
-        if sub.is_dir() and len(sub.name) == 2:
-            out.extend(sub.name + f.name for f in sorted(sub.iterdir()) if f.is_file())
+        if not (sub.is_dir() and len(sub.name) == 2):
+            continue
+        for f in sorted(sub.iterdir()):
+            st = f.stat()
+            out.append(BlobInfo(sub.name + f.name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)))
     return out
+
+
+def sweep_stale(directory: Path, older_than: timedelta) -> int:
+    """Remove temp files a crashed writer left behind; returns how many."""
+    if not directory.is_dir():
+        return 0
+    cutoff = datetime.now(UTC) - older_than
+    removed = 0
+    for entry in directory.iterdir():
+        try:
+            if datetime.fromtimestamp(entry.lstat().st_mtime, UTC) < cutoff:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def _flush_and_sync(fh: BinaryIO) -> None:

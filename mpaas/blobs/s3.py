@@ -20,6 +20,7 @@ from typing import Any
 from mpaas.blobs.base import (
     READ_CHUNK,
     BlobDigestMismatch,
+    BlobInfo,
     BlobNotFound,
     BlobRef,
     Hasher,
@@ -165,14 +166,14 @@ class S3BlobStore:
     async def delete(self, sha256: str) -> None:
         await asyncio.to_thread(self.client.delete_object, Bucket=self.bucket, Key=self.key(sha256))
 
-    async def list_digests(self) -> AsyncIterator[str]:
+    async def list_blobs(self) -> AsyncIterator[BlobInfo]:
         paginator = self.client.get_paginator("list_objects_v2")
         root = f"{self.prefix}/sha256/" if self.prefix else "sha256/"
-        pages = await asyncio.to_thread(lambda: list(paginator.paginate(Bucket=self.bucket, Prefix=root)))
-        for page in pages:
+        pages = iter(paginator.paginate(Bucket=self.bucket, Prefix=root))
+        while (page := await asyncio.to_thread(next, pages, None)) is not None:
             for item in page.get("Contents", []):
-                rest = item["Key"][len(root) :]
-                yield rest.replace("/", "")
+                digest = item["Key"][len(root) :].replace("/", "")
+                yield BlobInfo(digest, int(item["Size"]), item["LastModified"])
 
     def download_url(self, sha256: str, *, expires: int = 3600, filename: str | None = None) -> str | None:
         if self.cdn_base_url:

@@ -187,7 +187,11 @@ class ApnsClientProtocol(APNsProductionClientProtocol):
     """
 
     token_signer: ClassVar[ProviderTokenSigner | None] = None
-    clock: ClassVar[Callable[[], float]] = staticmethod(time.time)
+
+    @staticmethod
+    def clock() -> float:
+        """UNIX time for ``apns-expiration``; bound classes use the provider's clock."""
+        return time.time()
 
     def __init__(
         self,
@@ -282,7 +286,7 @@ class ApnsClientProtocol(APNsProductionClientProtocol):
             if isinstance(event, ResponseReceived):
                 stream = self._streams.get(event.stream_id)
                 if stream is not None:
-                    stream.headers = dict(event.headers)  # type: ignore[arg-type]
+                    stream.headers = dict(event.headers)
             elif isinstance(event, DataReceived):
                 stream = self._streams.get(event.stream_id)
                 if stream is not None and len(stream.body) < _MAX_ERROR_BODY:
@@ -295,7 +299,7 @@ class ApnsClientProtocol(APNsProductionClientProtocol):
             elif isinstance(event, StreamReset):
                 self._fail(event.stream_id, ConnectionClosed(f"stream reset by server: {event.error_code!r}"))
             elif isinstance(event, RemoteSettingsChanged):
-                self.on_remote_settings_changed(event.changed_settings)
+                self.on_remote_settings_changed(event.changed_settings)  # type: ignore[arg-type]
             elif isinstance(event, ConnectionTerminated):
                 self.on_connection_terminated(event)
         self.flush()
@@ -353,7 +357,7 @@ def protocol_class_for(
     host: str,
     port: int,
     signer: ProviderTokenSigner | None,
-    clock: Callable[[], float] = time.time,
+    clock_fn: Callable[[], float] = time.time,
 ) -> type[ApnsClientProtocol]:
     """A protocol class bound to one endpoint, as aioapns' pool wants a class (``pool.protocol_class``)."""
 
@@ -362,7 +366,10 @@ def protocol_class_for(
         APNS_PORT = port
         token_signer = signer
 
-    BoundApnsClientProtocol.clock = staticmethod(clock)  # type: ignore[method-assign]
+        @staticmethod
+        def clock() -> float:
+            return clock_fn()
+
     return BoundApnsClientProtocol
 
 
@@ -465,7 +472,13 @@ async def _ignore_error(request: NotificationRequest, result: NotificationResult
 
 
 class ApnsProvider:
-    """APNs through aioapns with one attempt and one deadline per notification."""
+    """APNs through aioapns with one attempt and one deadline per notification.
+
+    ``message_id`` becomes the ``apns-id`` (:func:`apns_id_for`); a second send with the
+    same id while the first is in flight is REJECTED (``DuplicateApnsId``) rather than
+    sent, since APNs and aioapns could not tell the two apart. Tokens that are not hex,
+    unknown push types and payloads over the size limit are refused locally.
+    """
 
     name = "apns"
 
@@ -479,7 +492,7 @@ class ApnsProvider:
         use_sandbox: bool = False,
         endpoint: ApnsEndpoint | None = None,
         max_connections: int = 4,
-        concurrency: int = 500,
+        concurrency: int = 200,
         request_timeout: float = 10.0,
         jwt_refresh_seconds: float = DEFAULT_JWT_REFRESH_SECONDS,
         max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,

@@ -24,7 +24,7 @@ MAX_RETRY_AFTER_SECONDS = 3600.0
 class Outcome(StrEnum):
     SENT = "sent"
     RETRY = "retry"
-    INVALID_TOKEN = "invalid_token"
+    INVALID_TOKEN = "invalid_token"  # noqa: S105 - not a secret
     #: Permanent failure of this notification (bad payload, too large, misconfigured topic...).
     REJECTED = "rejected"
 

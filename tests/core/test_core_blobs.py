@@ -69,7 +69,7 @@ async def test_put_read_roundtrip(store: BlobStore) -> None:
     assert await read_all(store, ref.sha256) == data
     assert await read_all(store, ref.sha256, 1000, 2000) == data[1000:2000]
     assert await read_all(store, ref.sha256, len(data) - 5) == data[-5:]
-    assert [d async for d in store.list_digests()] == [ref.sha256]
+    assert [(b.sha256, b.size) async for b in store.list_blobs()] == [(ref.sha256, len(data))]
 
 
 async def test_same_content_is_stored_once(store: BlobStore) -> None:
