@@ -27,8 +27,9 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([*MPAAS, "server"], env=self.env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [*MPAAS, "server"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 30
         while True:
             assert self.proc.poll() is None, "server exited"
@@ -91,7 +92,18 @@ def write_tree(root: Path, files: int, salt: str = "") -> Path:
 def test_publish_json_and_idempotent_rerun(server_env: tuple[Server, dict[str, str]], tmp_path: Path) -> None:
     _server, env = server_env
     tree = write_tree(tmp_path / "v1", 50)
-    args = ["publish", str(tree), "--app", "bank", "--kind", "offline", "--id", "transfer", "--version", "1.0.0"]
+    args = [
+        "publish",
+        str(tree),
+        "--app",
+        "bank",
+        "--kind",
+        "offline",
+        "--id",
+        "transfer",
+        "--version",
+        "1.0.0",
+    ]
     first = json.loads(cli([*args, "--json"], env).stdout)
     assert first["created"] is True and first["file_count"] == 51
     assert set(first) >= {"id", "version", "package_hash", "size", "file_count"}
@@ -102,9 +114,16 @@ def test_publish_json_and_idempotent_rerun(server_env: tuple[Server, dict[str, s
     assert clash.returncode == 1 and "already published with different content" in clash.stderr
     listed = json.loads(cli(["packages", "list", "--app", "bank", "--json"], env).stdout)
     assert [p["version"] for p in listed["items"]] == ["1.0.0"]
-    bad = cli(["publish", str(tree), "--app", "bank", "--kind", "hotfix", "--id", "x", "--version", "1"], env,
-              check=False)
-    assert bad.returncode == 1 and bad.stderr.startswith("error: a hotfix needs") and "Traceback" not in bad.stderr
+    bad = cli(
+        ["publish", str(tree), "--app", "bank", "--kind", "hotfix", "--id", "x", "--version", "1"],
+        env,
+        check=False,
+    )
+    assert (
+        bad.returncode == 1
+        and bad.stderr.startswith("error: a hotfix needs")
+        and "Traceback" not in bad.stderr
+    )
 
 
 def test_sigkill_during_publish_leaves_nothing_visible_and_retry_succeeds(
@@ -112,8 +131,19 @@ def test_sigkill_during_publish_leaves_nothing_visible_and_retry_succeeds(
 ) -> None:
     server, env = server_env
     tree = write_tree(tmp_path / "big", 3000)
-    args = ["publish", str(tree), "--app", "bank", "--kind", "offline", "--id", "big", "--version", "1.0.0",
-            "--json"]
+    args = [
+        "publish",
+        str(tree),
+        "--app",
+        "bank",
+        "--kind",
+        "offline",
+        "--id",
+        "big",
+        "--version",
+        "1.0.0",
+        "--json",
+    ]
     publisher = subprocess.Popen([*MPAAS, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     blob_root = settings.data_dir / "blobs" / "sha256"
     deadline = time.monotonic() + 120
@@ -133,5 +163,72 @@ def test_sigkill_during_publish_leaves_nothing_visible_and_retry_succeeds(
 
     retry = json.loads(cli(args, env).stdout)
     assert retry["created"] is True and retry["file_count"] == 3001
-    shown = json.loads(cli(["packages", "show", "big", "1.0.0", "--app", "bank", "--files", "--json"], env).stdout)
+    shown = json.loads(
+        cli(["packages", "show", "big", "1.0.0", "--app", "bank", "--files", "--json"], env).stdout
+    )
     assert len(shown["files"]) == 3001
+
+
+def chunk_puts(server: Server) -> int:
+    with urllib.request.urlopen(server.url + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    total = 0
+    for line in text.splitlines():
+        if line.startswith("mpaas_http_requests_total{") and 'method="PUT"' in line and "/chunks" in line:
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+def test_interrupted_cli_upload_resumes_from_the_server_offset(
+    server_env: tuple[Server, dict[str, str]], settings: Settings, tmp_path: Path
+) -> None:
+    server, env = server_env
+    # Small chunks make the upload many requests long, so it can be interrupted half-way.
+    server.stop()
+    env = env | {"MPAAS_MAX_BODY_BYTES": str(256 * 1024)}
+    server.env = env
+    server.start()
+    payload = tmp_path / "big.tar.gz"
+    import tarfile
+
+    with tarfile.open(payload, "w:gz", compresslevel=0) as tf:
+        blob = tmp_path / "blob.bin"
+        blob.write_bytes(os.urandom(12 << 20))
+        tf.add(blob, "assets/blob.bin")
+        (tmp_path / "index.html").write_text("<html></html>")
+        tf.add(tmp_path / "index.html", "index.html")
+    size = payload.stat().st_size
+    args = [
+        "publish",
+        str(payload),
+        "--app",
+        "bank",
+        "--kind",
+        "offline",
+        "--id",
+        "media",
+        "--version",
+        "1",
+        "--json",
+    ]
+    uploads = settings.data_dir / "uploads"
+    proc = subprocess.Popen([*MPAAS, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+
+    def received() -> int:
+        return max((p.stat().st_size for p in uploads.glob("*.part")), default=0)
+
+    while received() <= size // 3:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    sent_before = chunk_puts(server)
+    assert 0 < sent_before * 256 * 1024 < size
+
+    result = json.loads(cli(args, env).stdout)
+    assert result["created"] is True and result["file_count"] == 2
+    resumed = chunk_puts(server) - sent_before
+    full = -(-size // (256 * 1024))
+    assert resumed < full, f"the retry sent {resumed} chunks; a restart from zero needs {full}"
