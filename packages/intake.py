@@ -55,22 +55,19 @@ import gzip
 import os
 import stat
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
 from mpaas.packages.errors import UnsafeArchive, UnsupportedArchive
 from mpaas.packages.intake_rules import IntakeLimits, NameRegistry, Rule, split_entry_name
 from mpaas.packages.intake_tar import unpack_tar
-from mpaas.packages.intake_writer import TreeWriter
+from mpaas.packages.intake_writer import TreeWriter, iter_chunks
 from mpaas.packages.intake_zip import unpack_zip
 from mpaas.packages.manifest import Manifest
 
 __all__ = ["IntakeLimits", "Rule", "detect_format", "unpack"]
 
 Format = Literal["dir", "zip", "tar.gz", "tar"]
-
-READ_CHUNK = 1 << 16
 
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -80,7 +77,9 @@ _TAR_HEADER = 512
 
 
 def _is_tar_header(block: bytes) -> bool:
-    return len(block) >= _TAR_HEADER and block[_USTAR_OFFSET : _USTAR_OFFSET + len(_USTAR_MAGIC)] == _USTAR_MAGIC
+    return (
+        len(block) >= _TAR_HEADER and block[_USTAR_OFFSET : _USTAR_OFFSET + len(_USTAR_MAGIC)] == _USTAR_MAGIC
+    )
 
 
 def detect_format(source: Path) -> Format:
@@ -176,7 +175,7 @@ def _walk_dir(
             writer.check_declared(name, info.st_size)
             fd = _open_same(child.name, dir_fd, info, os.O_NONBLOCK, name)
             with open(fd, "rb") as fh:
-                writer.write_file(name, parts, _chunks(fh))
+                writer.write_file(name, parts, iter_chunks(fh))
 
 
 def _open_same(name: str, dir_fd: int, seen: os.stat_result, extra_flags: int, entry: str) -> int:
@@ -186,13 +185,11 @@ def _open_same(name: str, dir_fd: int, seen: os.stat_result, extra_flags: int, e
     except OSError as exc:
         raise UnsafeArchive(Rule.MALFORMED, entry=entry, detail=f"changed while reading: {exc}") from None
     now = os.fstat(fd)
-    if (now.st_dev, now.st_ino, stat.S_IFMT(now.st_mode)) != (seen.st_dev, seen.st_ino, stat.S_IFMT(seen.st_mode)):
+    if (now.st_dev, now.st_ino, stat.S_IFMT(now.st_mode)) != (
+        seen.st_dev,
+        seen.st_ino,
+        stat.S_IFMT(seen.st_mode),
+    ):
         os.close(fd)
         raise UnsafeArchive(Rule.MALFORMED, entry=entry, detail="changed while reading")
     return fd
-
-
-def _chunks(fh: object) -> Iterator[bytes]:
-    read = fh.read  # type: ignore[attr-defined]
-    while chunk := read(READ_CHUNK):
-        yield chunk

@@ -18,6 +18,8 @@ from mpaas.packages.errors import UnsafeArchive
 MAX_COMPONENT_BYTES = 255
 
 _DRIVE_LETTER = re.compile(r"[A-Za-z]:")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0 (incl. NUL), DEL, C1
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 class Rule(StrEnum):
@@ -83,12 +85,11 @@ def check_ratio(uncompressed: int, compressed: int, limits: IntakeLimits, *, ent
 
 
 def _check_characters(name: str) -> None:
-    for char in name:
-        code = ord(char)
-        if 0xD800 <= code <= 0xDFFF:
-            raise UnsafeArchive(Rule.INVALID_ENCODING, entry=name, detail="not valid UTF-8")
-        if code < 0x20 or 0x7F <= code <= 0x9F:
-            raise UnsafeArchive(Rule.CONTROL_CHARACTER, entry=name, detail=f"U+{code:04X}")
+    # Lone surrogates are how undecodable bytes arrive (surrogateescape).
+    if _SURROGATE.search(name):
+        raise UnsafeArchive(Rule.INVALID_ENCODING, entry=name, detail="not valid UTF-8")
+    if found := _CONTROL.search(name):
+        raise UnsafeArchive(Rule.CONTROL_CHARACTER, entry=name, detail=f"U+{ord(found.group()):04X}")
 
 
 def split_entry_name(name: str, *, is_dir: bool, limits: IntakeLimits) -> tuple[str, ...]:
@@ -130,7 +131,9 @@ def split_entry_name(name: str, *, is_dir: bool, limits: IntakeLimits) -> tuple[
     if "." in parts:
         raise UnsafeArchive(Rule.DOT_COMPONENT, entry=name, detail="'.' component")
     if len(parts) > limits.max_depth:
-        raise UnsafeArchive(Rule.TOO_DEEP, entry=name, detail=f"{len(parts)} levels, limit {limits.max_depth}")
+        raise UnsafeArchive(
+            Rule.TOO_DEEP, entry=name, detail=f"{len(parts)} levels, limit {limits.max_depth}"
+        )
     for part in parts:
         if len(part.encode("utf-8")) > MAX_COMPONENT_BYTES:
             raise UnsafeArchive(

@@ -17,16 +17,16 @@ Anything after the end-of-archive marker is ignored.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import tarfile
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, cast
 
 from mpaas.packages.errors import UnsafeArchive
 from mpaas.packages.intake_rules import IntakeLimits, NameRegistry, Rule, check_ratio, split_entry_name
-from mpaas.packages.intake_writer import TreeWriter
+from mpaas.packages.intake_writer import Readable, TreeWriter, iter_chunks
 
 READ_CHUNK = 1 << 16
 BLOCK = tarfile.BLOCKSIZE
@@ -34,6 +34,12 @@ BLOCK = tarfile.BLOCKSIZE
 #: Header and pax-record bytes allowed for the archive, plus per member.
 METADATA_BASE_BYTES = 1 << 20
 METADATA_PER_MEMBER_BYTES = 16 << 10
+
+_SPECIAL_TYPES = {
+    tarfile.CHRTYPE: "character device",
+    tarfile.BLKTYPE: "block device",
+    tarfile.FIFOTYPE: "fifo",
+}
 
 
 class _MeteredStream:
@@ -43,7 +49,7 @@ class _MeteredStream:
     bytes beyond the credit are headers and padding and must stay small.
     """
 
-    def __init__(self, inner: IO[bytes], limits: IntakeLimits, compressed_size: int | None) -> None:
+    def __init__(self, inner: Readable, limits: IntakeLimits, compressed_size: int | None) -> None:
         self._inner = inner
         self._limits = limits
         self._compressed_size = compressed_size
@@ -63,23 +69,17 @@ class _MeteredStream:
         return data
 
 
-def _file_chunks(reader: IO[bytes]) -> Iterator[bytes]:
-    while chunk := reader.read(READ_CHUNK):
-        yield chunk
-
-
 def _reject_type(member: tarfile.TarInfo) -> None:
     name = member.name
     if member.issym():
         raise UnsafeArchive(Rule.SYMLINK, entry=name, detail=f"to {member.linkname!r}")
     if member.islnk():
         raise UnsafeArchive(Rule.HARDLINK, entry=name, detail=f"to {member.linkname!r}")
-    if member.ischr() or member.isblk() or member.isfifo():
-        raise UnsafeArchive(Rule.SPECIAL_FILE, entry=name, detail="device or fifo")
     if member.issparse():
         raise UnsafeArchive(Rule.SPARSE_FILE, entry=name)
     if not (member.isreg() or member.isdir()):
-        raise UnsafeArchive(Rule.SPECIAL_FILE, entry=name, detail=f"tar type {member.type!r}")
+        kind = _SPECIAL_TYPES.get(member.type, f"tar type {member.type!r}")
+        raise UnsafeArchive(Rule.SPECIAL_FILE, entry=name, detail=kind)
 
 
 def _take_member(
@@ -104,7 +104,7 @@ def _take_member(
     if reader is None:  # pragma: no cover - isreg() members always have a reader
         raise UnsafeArchive(Rule.MALFORMED, entry=name, detail="unreadable member")
     with reader:
-        written = writer.write_file(name, parts, _file_chunks(reader))
+        written = writer.write_file(name, parts, iter_chunks(reader))
     if written.size != member.size:
         raise UnsafeArchive(Rule.SIZE_MISMATCH, entry=name, detail=f"{written.size} of {member.size} bytes")
 
@@ -113,16 +113,17 @@ def unpack_tar(
     source: Path, writer: TreeWriter, registry: NameRegistry, limits: IntakeLimits, *, gzipped: bool
 ) -> None:
     compressed_size = source.stat().st_size if gzipped else None
-    with open(source, "rb") as raw:
-        inner: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
+    with open(source, "rb") as raw, contextlib.ExitStack() as stack:
+        inner: Readable = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb")) if gzipped else raw
         meter = _MeteredStream(inner, limits, compressed_size)
         try:
-            with tarfile.open(fileobj=meter, mode="r|", encoding="utf-8", errors="surrogateescape") as archive:  # type: ignore[call-overload]
+            # tarfile only ever calls read() on a stream-mode fileobj.
+            fileobj = cast("IO[bytes]", meter)
+            with tarfile.open(
+                fileobj=fileobj, mode="r|", encoding="utf-8", errors="surrogateescape"
+            ) as archive:
                 while (member := archive.next()) is not None:
                     meter.members += 1
                     _take_member(archive, member, meter, writer, registry, limits)
         except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise UnsafeArchive(Rule.MALFORMED, detail=f"{type(exc).__name__}: {exc}") from None
-        finally:
-            if inner is not raw:
-                inner.close()

@@ -12,19 +12,30 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 from mpaas.packages.errors import UnsafeArchive
 from mpaas.packages.intake_rules import IntakeLimits, Rule
 from mpaas.packages.manifest import FileEntry, Manifest
 
+READ_CHUNK = 1 << 16
 FILE_MODE = 0o644
 DIR_MODE = 0o755
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def iter_chunks(reader: Readable, size: int = READ_CHUNK) -> Iterator[bytes]:
+    while chunk := reader.read(size):
+        yield chunk
 
 
 def _check_component(part: str) -> None:
@@ -100,7 +111,9 @@ class TreeWriter:
     def _check_growth(self, entry: str, file_size: int, extra: int) -> None:
         limits = self._limits
         if file_size + extra > limits.max_file_bytes:
-            raise UnsafeArchive(Rule.FILE_TOO_LARGE, entry=entry, detail=f"over {limits.max_file_bytes} bytes")
+            raise UnsafeArchive(
+                Rule.FILE_TOO_LARGE, entry=entry, detail=f"over {limits.max_file_bytes} bytes"
+            )
         if self.total_bytes + extra > limits.max_total_bytes:
             raise UnsafeArchive(
                 Rule.TOTAL_TOO_LARGE, entry=entry, detail=f"archive over {limits.max_total_bytes} bytes"

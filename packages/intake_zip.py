@@ -7,6 +7,14 @@ before writing anything, check that local headers agree with it and that no two
 entries share bytes, then decompress each entry's exact compressed range with
 zlib/bz2, counting the output against the declared size and CRC.
 
+Local headers must agree with the central directory on name, method, flags
+and (unless a data descriptor is used) CRC and sizes, so a streaming reader
+that trusts local headers sees the same archive we checked.
+
+Names flagged UTF-8 must be valid UTF-8; unflagged names are taken as UTF-8 when
+they decode as such (what most tools write) and as code page 437 otherwise. The
+Info-ZIP Unicode Path extra field (0x7075) is ignored, as zipfile ignores it.
+
 Supported methods: stored (0), deflate (8), bzip2 (12). Everything else,
 including Deflate64 and LZMA, is ``unsupported_compression``.
 """
@@ -14,6 +22,7 @@ including Deflate64 and LZMA, is ``unsupported_compression``.
 from __future__ import annotations
 
 import bz2
+import itertools
 import stat
 import struct
 import zlib
@@ -33,6 +42,7 @@ SUPPORTED_METHODS = frozenset({STORED, DEFLATED, BZIP2})
 AES_METHOD = 99
 
 FLAG_ENCRYPTED = 0x0001
+FLAG_DATA_DESCRIPTOR = 0x0008
 FLAG_STRONG_ENCRYPTION = 0x0040
 FLAG_UTF8 = 0x0800
 FLAG_MASKED_HEADERS = 0x2000
@@ -233,46 +243,74 @@ def _check_entry(
     return parts, False
 
 
-def _data_offsets(fh: BinaryIO, directory: _Directory) -> list[int]:
-    """Check each local header against the central directory; return data offsets.
+@dataclass(frozen=True, slots=True)
+class _Local:
+    flags: int
+    method: int
+    raw_name: bytes
+    data_offset: int
+    #: (crc, compressed, uncompressed), or None when a data descriptor follows the data.
+    described: tuple[int, int, int] | None
 
-    Also rejects any two entries whose header-plus-data spans share a byte, and any
-    span reaching into the central directory (CVE-2024-0450 "overlapping files").
-    """
-    offsets: list[int] = []
-    spans: list[tuple[int, int, str]] = []
-    for entry in directory.entries:
-        start = entry.header_offset
-        if start + _LOCAL.size > directory.offset:
-            raise UnsafeArchive(
-                Rule.OVERLAPPING_ENTRIES, entry=entry.name, detail="local header inside the central directory"
-            )
-        fh.seek(start)
-        sig, _, flags, method, _, _, _, _, _, name_len, extra_len = _LOCAL.unpack(
-            _read_exact(fh, _LOCAL.size, "local header")
+
+def _read_local(fh: BinaryIO, entry: _Entry, cd_offset: int) -> _Local:
+    if entry.header_offset + _LOCAL.size > cd_offset:
+        raise UnsafeArchive(
+            Rule.OVERLAPPING_ENTRIES, entry=entry.name, detail="local header inside the central directory"
         )
-        if sig != _SIG_LOCAL:
-            raise _malformed("bad local header signature", entry.name)
-        if _read_exact(fh, name_len, "local name") != entry.raw_name:
-            raise _malformed("local header name differs from the central directory", entry.name)
-        if flags & ENCRYPTION_FLAGS:
-            raise UnsafeArchive(Rule.ENCRYPTED, entry=entry.name, detail="local header")
-        if method != entry.method:
-            raise _malformed("local header method differs from the central directory", entry.name)
-        data_offset = start + _LOCAL.size + name_len + extra_len
-        end = data_offset + entry.compress_size
+    fh.seek(entry.header_offset)
+    sig, _, flags, method, _, _, crc, csize, usize, name_len, extra_len = _LOCAL.unpack(
+        _read_exact(fh, _LOCAL.size, "local header")
+    )
+    if sig != _SIG_LOCAL:
+        raise _malformed("bad local header signature", entry.name)
+    raw_name = _read_exact(fh, name_len, "local name")
+    extra = _read_exact(fh, extra_len, "local extra field")
+    described = None
+    if not flags & FLAG_DATA_DESCRIPTOR:
+        sizes = [usize, csize]
+        _apply_zip64(extra, sizes, entry.name)
+        described = (crc, sizes[1], sizes[0])
+    return _Local(
+        flags, method, raw_name, entry.header_offset + _LOCAL.size + name_len + extra_len, described
+    )
+
+
+def _data_offsets(fh: BinaryIO, directory: _Directory) -> list[int]:
+    """Check the local headers against the central directory; return data offsets.
+
+    First rejects any two entries whose header-plus-data spans share a byte, or a
+    span reaching into the central directory (CVE-2024-0450, "overlapping files"
+    bombs), then any disagreement between a local header and its central entry.
+    """
+    locals_ = [_read_local(fh, entry, directory.offset) for entry in directory.entries]
+    spans: list[tuple[int, int, str]] = []
+    for entry, local in zip(directory.entries, locals_, strict=True):
+        end = local.data_offset + entry.compress_size
         if end > directory.offset:
             raise UnsafeArchive(
                 Rule.OVERLAPPING_ENTRIES, entry=entry.name, detail="data runs into the central directory"
             )
-        offsets.append(data_offset)
-        spans.append((start, end, entry.name))
+        spans.append((entry.header_offset, end, entry.name))
     spans.sort()
-    for (start, end, first), (next_start, _, second) in zip(spans, spans[1:], strict=False):
+    for (start, end, first), (next_start, _, second) in itertools.pairwise(spans):
+        if next_start == start:
+            raise UnsafeArchive(
+                Rule.OVERLAPPING_ENTRIES, entry=second, detail=f"same local header as {first!r}"
+            )
         if next_start < end:
-            detail = f"shares bytes with {first!r}" if next_start != start else "same local header as " + repr(first)
-            raise UnsafeArchive(Rule.OVERLAPPING_ENTRIES, entry=second, detail=detail)
-    return offsets
+            raise UnsafeArchive(Rule.OVERLAPPING_ENTRIES, entry=second, detail=f"shares bytes with {first!r}")
+    for entry, local in zip(directory.entries, locals_, strict=True):
+        if local.raw_name != entry.raw_name:
+            raise _malformed("local header name differs from the central directory", entry.name)
+        if local.flags & ENCRYPTION_FLAGS:
+            raise UnsafeArchive(Rule.ENCRYPTED, entry=entry.name, detail="local header")
+        if local.method != entry.method:
+            raise _malformed("local header method differs from the central directory", entry.name)
+        # Streaming readers (e.g. Android's ZipInputStream) trust the local header.
+        if local.described not in (None, (entry.crc, entry.compress_size, entry.file_size)):
+            raise _malformed("local header sizes or CRC differ from the central directory", entry.name)
+    return [local.data_offset for local in locals_]
 
 
 def _raw_chunks(fh: BinaryIO, offset: int, size: int) -> Iterator[bytes]:
@@ -353,7 +391,9 @@ def _verified(entry: _Entry, raw: Iterator[bytes]) -> Iterator[bytes]:
             Rule.SIZE_MISMATCH, entry=entry.name, detail=f"{size} bytes, declared {entry.file_size}"
         )
     if crc != entry.crc:
-        raise UnsafeArchive(Rule.CRC_MISMATCH, entry=entry.name, detail=f"{crc:08x}, declared {entry.crc:08x}")
+        raise UnsafeArchive(
+            Rule.CRC_MISMATCH, entry=entry.name, detail=f"{crc:08x}, declared {entry.crc:08x}"
+        )
 
 
 def unpack_zip(source: Path, writer: TreeWriter, registry: NameRegistry, limits: IntakeLimits) -> None:

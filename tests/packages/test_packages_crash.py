@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests_support import free_port
 
 from mpaas.settings import Settings
+from tests_support import free_port
 
 MPAAS = [sys.executable, "-m", "mpaas.cli.main"]
 
