@@ -9,6 +9,7 @@ completes, and is aborted on failure).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections.abc import AsyncIterable, AsyncIterator
@@ -104,3 +105,14 @@ class BlobStore(Protocol):
         """Raise if the store cannot be used (for /healthz)."""
 
     async def close(self) -> None: ...
+
+
+async def copy_verified(chunks: AsyncIterable[bytes], sha256: str, dest: Path, where: str) -> None:
+    """Write a blob's bytes to ``dest``, failing if they do not hash to ``sha256``."""
+    hasher = Hasher()
+    with open(dest, "wb") as out:
+        async for chunk in chunks:
+            hasher.update(chunk)
+            await asyncio.to_thread(out.write, chunk)
+    if hasher.hexdigest != sha256:
+        raise BlobDigestMismatch(f"blob {sha256} is corrupt {where} (read {hasher.hexdigest})")

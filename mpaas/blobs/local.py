@@ -20,6 +20,7 @@ from mpaas.blobs.base import (
     Hasher,
     blob_key,
     check_digest,
+    copy_verified,
 )
 
 
@@ -106,13 +107,7 @@ class LocalBlobStore:
             await asyncio.to_thread(fh.close)
 
     async def get_to_file(self, sha256: str, dest: Path) -> None:
-        hasher = Hasher()
-        with open(dest, "wb") as out:
-            async for chunk in self.read(sha256):
-                hasher.update(chunk)
-                await asyncio.to_thread(out.write, chunk)
-        if hasher.hexdigest != sha256:
-            raise BlobDigestMismatch(f"blob {sha256} is corrupt on disk (read {hasher.hexdigest})")
+        await copy_verified(self.read(sha256), sha256, dest, "on disk")
 
     async def delete(self, sha256: str) -> None:
         await asyncio.to_thread(_unlink_quietly, self._path(sha256))

@@ -25,6 +25,7 @@ from mpaas.blobs.base import (
     BlobRef,
     Hasher,
     blob_key,
+    copy_verified,
 )
 
 
@@ -155,13 +156,7 @@ class S3BlobStore:
             body.close()
 
     async def get_to_file(self, sha256: str, dest: Path) -> None:
-        hasher = Hasher()
-        with open(dest, "wb") as out:
-            async for chunk in self.read(sha256):
-                hasher.update(chunk)
-                await asyncio.to_thread(out.write, chunk)
-        if hasher.hexdigest != sha256:
-            raise BlobDigestMismatch(f"blob {sha256} is corrupt in S3 (read {hasher.hexdigest})")
+        await copy_verified(self.read(sha256), sha256, dest, "in S3")
 
     async def delete(self, sha256: str) -> None:
         await asyncio.to_thread(self.client.delete_object, Bucket=self.bucket, Key=self.key(sha256))
