@@ -7,7 +7,9 @@ import sys
 import click
 
 from mpaas import __version__
-from mpaas.cli import admin, demo, operator, packages, publish
+from mpaas.cli import admin, demo, keys, operator, packages, publish
+from mpaas.cli import push as push_cli
+from mpaas.cli import releases as releases_cli
 from mpaas.errors import MpaasError
 
 
@@ -37,6 +39,10 @@ for command in (
     packages.packages_group,
     packages.diff_cmd,
     packages.gc_cmd,
+    releases_cli.release_cmd,
+    releases_cli.releases_group,
+    push_cli.push_group,
+    keys.keys_group,
 ):
     cli.add_command(command)
 

@@ -163,10 +163,48 @@ def serve(settings: Settings, *, banner: Callable[[], None] | None = None) -> No
 @settings_options
 @click.option("--host", help="Address to listen on [env MPAAS_HOST, default 127.0.0.1].")
 @click.option("--port", type=int, help="Port [env MPAAS_PORT, default 8080].")
-def server_cmd(overrides: dict[str, Any], host: str | None, port: int | None) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Server processes sharing the port (SO_REUSEPORT).",
+)
+def server_cmd(overrides: dict[str, Any], host: str | None, port: int | None, workers: int) -> None:
     """Run the mpaas HTTP server."""
     settings = load_settings(overrides | {"host": host, "port": port})
     if settings.is_sqlite:
         prepare_data_dir(settings)
     click.echo(f"mpaas listening on http://{settings.host}:{settings.port} (pid {os.getpid()})", err=True)
-    serve(settings)
+    if workers == 1:
+        serve(settings)
+    else:
+        serve_workers(settings, workers)
+
+
+def serve_workers(settings: Settings, workers: int) -> None:
+    """Run ``workers`` server processes on one port; the kernel spreads connections (SO_REUSEPORT).
+
+    The schema is upgraded once here, not by each worker. Workers share nothing in
+    memory: each polls the database for release changes (MPAAS_RELEASE_POLL_SECONDS).
+    """
+    import multiprocessing
+    import signal
+
+    if settings.should_auto_migrate:
+        migrate(settings)
+    settings = settings.with_overrides(auto_migrate=False)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=serve, args=(settings,), name=f"mpaas-worker-{i}") for i in range(workers)]
+    for proc in procs:
+        proc.start()
+
+    def stop(_signum: int, _frame: Any) -> None:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for proc in procs:
+        proc.join()

@@ -56,6 +56,33 @@ def archive_of(path: Path) -> Iterator[Path]:
     yield path
 
 
+@contextmanager
+def codepush_signed(path: Path, private_key: Path | None) -> Iterator[tuple[Path, str | None]]:
+    """(what to upload, the signed contentHash): PATH signed for CodePush when a key is given.
+
+    Like the code-push CLI, the signature is made on this machine, so the private key
+    never reaches the server. PATH (a directory or an archive) is unpacked with the
+    server's own intake rules into a temp directory, which gets
+    ``CodePush/.codepushrelease``; PATH itself is never modified.
+    """
+    if private_key is None:
+        yield path, None
+        return
+    import jwt
+
+    from mpaas.packages.intake import unpack
+    from mpaas.signing.codepush import sign_bundle_dir
+
+    key_pem = private_key.read_bytes()
+    with tempfile.TemporaryDirectory(prefix="mpaas-codepush-") as tmp:
+        tree = Path(tmp) / "package"
+        tree.mkdir()
+        unpack(path, tree)
+        token = sign_bundle_dir(tree, key_pem)
+        claims = jwt.decode(token, options={"verify_signature": False})
+        yield tree, str(claims["contentHash"])
+
+
 def file_digest(path: Path) -> tuple[str, int]:
     h = hashlib.sha256()
     size = 0
@@ -81,8 +108,8 @@ class Publisher:
         upload: dict[str, Any] | None = None
         if state.exists():
             try:
-                upload_id = json.loads(state.read_text())["upload_id"]
-                upload = await self.client.request("GET", f"/api/v1/apps/{self.app}/uploads/{upload_id}")
+                saved_id = json.loads(state.read_text())["upload_id"]
+                upload = await self.client.request("GET", f"/api/v1/apps/{self.app}/uploads/{saved_id}")
             except (CliError, ValueError, KeyError):
                 upload = None
         if upload is None:
@@ -183,6 +210,11 @@ class Publisher:
 @click.option(
     "--patch-type", type=click.Choice(["dex", "so", "resource", "script"]), help="hotfix: patch type."
 )
+@click.option(
+    "--codepush-private-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="bundle: sign for CodePush with this RSA key (PEM) before upload, as the code-push CLI does.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def publish_cmd(
@@ -197,6 +229,7 @@ def publish_cmd(
     target_binary: str | None,
     platform: str | None,
     patch_type: str | None,
+    codepush_private_key: Path | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -205,9 +238,11 @@ def publish_cmd(
     Safe to re-run: an interrupted upload resumes, and publishing identical content
     again answers with the existing version.
     """
+    if codepush_private_key is not None and kind != "bundle":
+        raise CliError("--codepush-private-key only applies to --kind bundle", exit_code=2)
     client = ApiClient()
     publisher = Publisher(client, app, quiet=quiet or as_json)
-    with archive_of(path) as archive:
+    with codepush_signed(path, codepush_private_key) as (source, signed_hash), archive_of(source) as archive:
         digest, size = file_digest(archive)
 
         async def run() -> dict[str, Any]:
@@ -229,6 +264,11 @@ def publish_cmd(
             return result
 
         result = asyncio.run(run())
+    if signed_hash is not None and result["codepush_hash"] != signed_hash:
+        raise CliError(
+            f"the server computed package hash {result['codepush_hash']}, but the CodePush signature "
+            f"covers {signed_hash}: devices would refuse this update"
+        )
     if as_json:
         emit_json(
             {

@@ -42,6 +42,9 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_blob_store)
     app.cleanup_ctx.append(_packages)
+    app.cleanup_ctx.append(_signing)
+    app.cleanup_ctx.append(_releases)
+    app.cleanup_ctx.append(_push)
     return app
 
 
@@ -90,3 +93,46 @@ async def _packages(app: web.Application) -> AsyncIterator[None]:
     app[GC_SOURCES].extend(PackageService.referenced_query())
     await uploads.expire()
     yield
+
+
+async def _signing(app: web.Application) -> AsyncIterator[None]:
+    """TUF signing: a publish hook, and a maintenance task (re-sign before expiry, reconcile)."""
+    from mpaas.packages.service_key import PACKAGES
+    from mpaas.signing.service import SigningConfig, SigningService, stop_task
+    from mpaas.signing.service_key import SIGNING
+
+    config = SigningConfig.from_settings(app[SETTINGS])
+    service = SigningService(app[DB], app[BLOBS], config)
+    app[SIGNING] = service
+    app[PACKAGES].hooks.append(service.on_publish)
+    task = asyncio.create_task(service.run_maintenance()) if config.refresh_interval > 0 else None
+    yield
+    if task is not None:
+        await stop_task(task)
+
+
+async def _push(app: web.Application) -> AsyncIterator[None]:
+    from mpaas.push.service import PushService
+    from mpaas.push.service_key import PUSH
+    from mpaas.push.settings_providers import build_providers, worker_config
+    from mpaas.push.worker import PushWorker
+    from mpaas.push.ws import WsHub
+
+    s = app[SETTINGS]
+    hub = WsHub(app[DB], poll_interval=s.push_poll_interval, heartbeat=s.push_ws_heartbeat)
+    service = PushService(app[DB], hub)
+    if s.push_worker:
+        service.providers = build_providers(s)
+        service.worker = PushWorker(app[DB], service.providers, worker_config(s), on_expanded=hub.poke)
+    app[PUSH] = service
+    await service.start()
+    yield
+    await service.stop()
+
+
+async def _releases(app: web.Application) -> AsyncIterator[None]:
+    """Releases and the update check: the in-memory index, its poller and the counter flusher."""
+    from mpaas.packages.release_wiring import releases_context
+
+    async with releases_context(app):
+        yield

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import importlib
 
-MODEL_MODULES = ("mpaas.models", "mpaas.packages.models")
+MODEL_MODULES = (
+    "mpaas.models",
+    "mpaas.packages.models",
+    "mpaas.signing.models",
+    "mpaas.packages.release_models",
+    "mpaas.push.models",
+)
 
 
 def import_all_models() -> None:

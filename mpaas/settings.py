@@ -98,10 +98,41 @@ class Settings:
     delta_bases: int = 5
     delta_max_share: float = 0.5
     publish_concurrency: int = 2
+    public_url: str | None = None
+    release_poll_seconds: float = 2.0
+    counter_flush_seconds: float = 5.0
+    update_poll_interval: int = 300
+    release_background: bool = True
     log_level: str = "INFO"
     log_json: bool = True
     metrics_token: str | None = None
     auto_migrate: bool | None = None
+    apns_key_file: str | None = None
+    apns_key_id: str | None = None
+    apns_team_id: str | None = None
+    apns_topic: str | None = None
+    apns_sandbox: bool = False
+    apns_endpoint: str | None = None
+    apns_ca_file: str | None = None
+    fcm_service_account: str | None = None
+    fcm_endpoint: str | None = None
+    push_worker: bool = True
+    push_batch_size: int = 500
+    push_concurrency: int = 2
+    push_max_attempts: int = 10
+    push_backoff_base: float = 1.0
+    push_backoff_max: float = 600.0
+    push_lease_seconds: int = 120
+    push_poll_interval: float = 1.0
+    push_ws_heartbeat: float = 30.0
+    tuf_key_type: str = "ecdsa"
+    tuf_root_threshold: int = 1
+    tuf_root_expiry_days: int = 365
+    tuf_targets_expiry_days: int = 90
+    tuf_snapshot_expiry_days: int = 7
+    tuf_timestamp_expiry_hours: int = 24
+    tuf_refresh_interval: int = 600
+    tuf_refresh_within_hours: int = 12
 
     @classmethod
     def from_env(
@@ -160,11 +191,57 @@ class Settings:
             delta_bases=num("delta_bases", 5, minimum=0, maximum=50),
             delta_max_share=real("delta_max_share", 0.5, minimum=0.0, maximum=1.0),
             publish_concurrency=num("publish_concurrency", 2, minimum=1, maximum=64),
+            public_url=_public_url(raw.get("public_url")),
+            release_poll_seconds=real("release_poll_seconds", 2.0, minimum=0.1, maximum=300.0),
+            counter_flush_seconds=real("counter_flush_seconds", 5.0, minimum=0.1, maximum=3600.0),
+            update_poll_interval=num("update_poll_interval", 300, minimum=10, maximum=86_400),
+            release_background=bool(flag("release_background", True)),
             log_level=level,
             log_json=bool(flag("log_json", True)),
             metrics_token=raw.get("metrics_token"),
             auto_migrate=flag("auto_migrate", None),
+            apns_key_file=raw.get("apns_key_file"),
+            apns_key_id=raw.get("apns_key_id"),
+            apns_team_id=raw.get("apns_team_id"),
+            apns_topic=raw.get("apns_topic"),
+            apns_sandbox=bool(flag("apns_sandbox", False)),
+            apns_endpoint=raw.get("apns_endpoint"),
+            apns_ca_file=raw.get("apns_ca_file"),
+            fcm_service_account=raw.get("fcm_service_account"),
+            fcm_endpoint=raw.get("fcm_endpoint"),
+            push_worker=bool(flag("push_worker", True)),
+            push_batch_size=num("push_batch_size", 500, minimum=1, maximum=10_000),
+            push_concurrency=num("push_concurrency", 2, minimum=1, maximum=64),
+            push_max_attempts=num("push_max_attempts", 10, minimum=1, maximum=1000),
+            push_backoff_base=real("push_backoff_base", 1.0, minimum=0.001, maximum=3600.0),
+            push_backoff_max=real("push_backoff_max", 600.0, minimum=0.001, maximum=86400.0),
+            push_lease_seconds=num("push_lease_seconds", 120, minimum=1, maximum=86400),
+            push_poll_interval=real("push_poll_interval", 1.0, minimum=0.01, maximum=60.0),
+            push_ws_heartbeat=real("push_ws_heartbeat", 30.0, minimum=0.1, maximum=3600.0),
+            tuf_key_type=str(raw.get("tuf_key_type", "ecdsa")).lower(),
+            tuf_root_threshold=num("tuf_root_threshold", 1, minimum=1, maximum=16),
+            tuf_root_expiry_days=num("tuf_root_expiry_days", 365, minimum=1, maximum=3650),
+            tuf_targets_expiry_days=num("tuf_targets_expiry_days", 90, minimum=1, maximum=3650),
+            tuf_snapshot_expiry_days=num("tuf_snapshot_expiry_days", 7, minimum=1, maximum=3650),
+            tuf_timestamp_expiry_hours=num("tuf_timestamp_expiry_hours", 24, minimum=2, maximum=24 * 365),
+            tuf_refresh_interval=num("tuf_refresh_interval", 600, minimum=0, maximum=24 * 3600),
+            tuf_refresh_within_hours=num("tuf_refresh_within_hours", 12, minimum=1, maximum=24 * 365),
         )
+        if settings.tuf_key_type not in ("ecdsa", "ed25519"):
+            raise ConfigError(f"{PREFIX}TUF_KEY_TYPE={settings.tuf_key_type!r} must be ecdsa or ed25519")
+        if settings.tuf_refresh_within_hours >= settings.tuf_timestamp_expiry_hours:
+            raise ConfigError(
+                f"{PREFIX}TUF_REFRESH_WITHIN_HOURS must be less than {PREFIX}TUF_TIMESTAMP_EXPIRY_HOURS "
+                f"({settings.tuf_refresh_within_hours} >= {settings.tuf_timestamp_expiry_hours})"
+            )
+        if (
+            settings.tuf_refresh_interval
+            and settings.tuf_refresh_interval >= settings.tuf_refresh_within_hours * 3600
+        ):
+            raise ConfigError(
+                f"{PREFIX}TUF_REFRESH_INTERVAL must be shorter than {PREFIX}TUF_REFRESH_WITHIN_HOURS, "
+                "or metadata may expire between two runs"
+            )
         return settings
 
     @property
@@ -204,6 +281,18 @@ class Settings:
                 value = "***"
             out[f.name] = value
         return out
+
+
+def _public_url(value: Any) -> str | None:
+    """The base URL clients reach this server at (download links); None = from each request."""
+    if value is None or value == "":
+        return None
+    parts = urlsplit(str(value))
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(
+            f"{PREFIX}PUBLIC_URL={value!r} must be an http(s) URL such as https://updates.example.com"
+        )
+    return str(value).rstrip("/")
 
 
 def _check_blob_url(url: str) -> None:

@@ -1,0 +1,332 @@
+"""Update-check throughput: mpaas (native and CodePush) next to nginx and a bare aiohttp handler.
+
+    sudo apt-get install wrk nginx      # this script installs nothing
+    python bench/update_check.py [--duration 10] [--connections 64] [--write-doc]
+
+One run, on loopback, with wrk and ``--connections`` connections:
+
+* nginx serving a static body of the same size as mpaas's native answer;
+* a minimal aiohttp + uvloop handler returning those bytes from memory (the
+  framework's ceiling on this machine);
+* mpaas's native ``POST /client/v1/updates`` with 1,000 releases across 50 packages,
+  a random device id per request and 10 installed packages;
+* mpaas's CodePush ``update_check``;
+* the native check again with ``mpaas server --workers 2`` (SO_REUSEPORT).
+
+It prints requests/s, p50 and p99, each rate as a ratio to nginx and to aiohttp, and
+the server's memory per 1,000 releases (RSS after building the index minus before).
+``--write-doc`` replaces the results block in docs/benchmarks.md. Without wrk
+or nginx it says so and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- update-check results begin -->", "<!-- update-check results end -->"
+PACKAGES, RELEASES = 50, 1000
+
+MINIMAL_SERVER = """
+import sys
+import uvloop
+from aiohttp import web
+body = open(sys.argv[2], "rb").read()
+async def handle(request):
+    await request.read()
+    return web.Response(body=body, content_type="application/json")
+app = web.Application()
+app.router.add_route("*", "/{tail:.*}", handle)
+uvloop.install()
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+"""
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ root {dir}/www; default_type application/json; error_page 405 =200 $uri; }}
+    }}
+}}
+"""
+
+WRK_NATIVE = """
+math.randomseed(os.time())
+local head = '<HEAD>'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-Deployment-Key"] = "<KEY>"
+request = function()
+  local id = string.format("%08x-%08x", math.random(0, 0x7fffffff), math.random(0, 0x7fffffff))
+  return wrk.format(nil, "/client/v1/updates", nil, head .. id .. '"}')
+end
+"""
+
+
+@dataclass
+class Result:
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except Exception:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def rss_kib(pid: int) -> int:
+    total = 0
+    for p in [pid, *child_pids(pid)]:
+        try:
+            text = Path(f"/proc/{p}/status").read_text()
+        except FileNotFoundError:
+            continue
+        m = re.search(r"VmRSS:\s+(\d+)", text)
+        total += int(m.group(1)) if m else 0
+    return total
+
+
+def child_pids(pid: int) -> list[int]:
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def parse_wrk(name: str, text: str) -> Result:
+    def ms(label: str) -> float:
+        m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+        if not m:
+            return float("nan")
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    return Result(name, float(rps.group(1)) if rps else 0.0, ms("50"), ms("99"))
+
+
+def run_wrk(name: str, url: str, args: argparse.Namespace, script: Path | None = None) -> Result:
+    cmd = ["wrk", "-t2", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
+    if script is not None:
+        cmd += ["-s", str(script)]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    return parse_wrk(name, out)
+
+
+async def seed(settings: object) -> tuple[str, list[tuple[str, str]]]:
+    """1,000 releases over 50 bundle lineages (synthetic package rows; no blobs needed)."""
+    import hashlib
+
+    from mpaas.audit import Actor
+    from mpaas.db import Database
+    from mpaas.migrate import upgrade_async
+    from mpaas.packages.models import Package
+    from mpaas.packages.releases import ReleaseService, ReleaseSpec
+    from mpaas.packages.service import PackageService
+    from mpaas.tenancy import create_app, get_channel
+
+    await upgrade_async(settings)  # type: ignore[arg-type]
+    db = Database(settings)  # type: ignore[arg-type]
+    actor = Actor("bench")
+    app, _channels = await create_app(db, actor, "bench", ["android"])
+    packages = PackageService(db, None, None, Path(tempfile.gettempdir()))
+    releases = ReleaseService(db, packages)
+    held: list[tuple[str, str]] = []
+    per = RELEASES // PACKAGES
+    async with db.write() as s:
+        for p in range(PACKAGES):
+            for v in range(per):
+                h = hashlib.sha256(f"{p}/{v}".encode()).hexdigest()
+                s.add(
+                    Package(
+                        app_id=app.id or 0,
+                        kind="bundle",
+                        package_id=f"pkg{p:02d}",
+                        version=f"1.0.{v}",
+                        package_hash=h,
+                        codepush_hash=h,
+                        archive_sha256=h,
+                        archive_size=100_000 + v,
+                        manifest_sha256=h,
+                        file_count=10,
+                        total_size=200_000,
+                        meta={"target_binary_range": ">=5 <6"},
+                        created_by="bench",
+                    )
+                )
+                if v == per // 2 and p < 10:
+                    held.append((f"pkg{p:02d}", h))
+    for v in range(per):
+        for p in range(PACKAGES):
+            await releases.create(
+                app, actor, "production", ReleaseSpec(f"pkg{p:02d}", f"1.0.{v}", rollout_percent=50 + v)
+            )
+    key = (await get_channel(db, "bench", "production")).channel.deployment_key
+    await db.close()
+    return key, held
+
+
+def start_mpaas(env: dict[str, str], port: int, workers: int = 1) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "mpaas.cli.main", "server", "--port", str(port), "--workers", str(workers)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_http(f"http://127.0.0.1:{port}/healthz")
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--write-doc", action="store_true")
+    args = ap.parse_args()
+    missing = [t for t in ("wrk", "nginx") if shutil.which(t) is None]
+    if missing:
+        print(f"skipped: {' and '.join(missing)} not installed (sudo apt-get install wrk nginx)")
+        return 0
+
+    from mpaas.settings import Settings
+
+    work = Path(tempfile.mkdtemp(prefix="mpaas-bench-"))
+    env = os.environ | {
+        "MPAAS_DATA_DIR": str(work / "data"),
+        "MPAAS_LOG_LEVEL": "WARNING",
+        "MPAAS_PUBLIC_URL": "http://127.0.0.1",
+    }
+    settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("MPAAS_")})
+    key, held = asyncio.run(seed(settings))
+    installed = ",".join(f'{{"kind":"bundle","id":"{pid}","hash":"{h}"}}' for pid, h in held)
+    native_lua = work / "native.lua"
+    head = '{"app_version":"5.3.0","os":"android","packages":[' + installed + '],"device_id":"'
+    native_lua.write_text(WRK_NATIVE.replace("<HEAD>", head).replace("<KEY>", key))
+    results: list[Result] = []
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        port = free_port()
+        server = start_mpaas(env, port)
+        procs.append(server)
+        before = rss_kib(server.pid)
+        body = {
+            "app_version": "5.3.0",
+            "os": "android",
+            "device_id": "probe",
+            "packages": json.loads(f"[{installed}]"),
+        }
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/client/v1/updates",
+            data=json.dumps(body).encode(),
+            headers={"X-Deployment-Key": key, "Content-Type": "application/json"},
+        )
+        answer = urllib.request.urlopen(req).read()
+        memory = (rss_kib(server.pid) - before) / (RELEASES / 1000)
+        (work / "www").mkdir()
+        work.chmod(0o755)  # nginx workers run as an unprivileged user when started as root
+        (work / "www" / "answer.json").write_bytes(answer)
+
+        results.append(run_wrk("mpaas native check", f"http://127.0.0.1:{port}/", args, native_lua))
+        cp = f"/v0.1/public/codepush/update_check?deployment_key={key}&app_version=5.3.0&client_unique_id=bench"
+        results.append(run_wrk("mpaas CodePush check", f"http://127.0.0.1:{port}{cp}", args))
+        stop(procs.pop())
+
+        port2 = free_port()
+        procs.append(start_mpaas(env, port2, workers=2))
+        results.append(run_wrk("mpaas native, --workers 2", f"http://127.0.0.1:{port2}/", args, native_lua))
+        stop(procs.pop())
+
+        nport = free_port()
+        (work / "nginx.conf").write_text(NGINX_CONF.format(dir=work, port=nport))
+        procs.append(subprocess.Popen(["nginx", "-c", str(work / "nginx.conf"), "-p", str(work)]))
+        wait_http(f"http://127.0.0.1:{nport}/answer.json")
+        nginx = run_wrk("nginx static", f"http://127.0.0.1:{nport}/answer.json", args)
+        stop(procs.pop())
+
+        aport = free_port()
+        (work / "minimal.py").write_text(MINIMAL_SERVER)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(work / "minimal.py"), str(aport), str(work / "www/answer.json")]
+            )
+        )
+        wait_http(f"http://127.0.0.1:{aport}/")
+        minimal = run_wrk("aiohttp+uvloop minimal", f"http://127.0.0.1:{aport}/", args)
+        stop(procs.pop())
+    finally:
+        for proc in procs:
+            stop(proc)
+
+    rows = [nginx, minimal, *results]
+    lines = [
+        f"wrk, {args.connections} connections, {args.duration} s, loopback; answer {len(answer)} bytes; "
+        f"{RELEASES} releases over {PACKAGES} packages; 10 installed packages per check.",
+        "",
+        "| server | req/s | p50 ms | p99 ms | × nginx | × aiohttp |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+            f"{r.rps / nginx.rps:.2f} | {r.rps / minimal.rps:.2f} |"
+        )
+    lines += [
+        "",
+        f"Server memory for the index: {memory / 1024:.1f} MiB per 1,000 releases (RSS after − before).",
+    ]
+    table = "\n".join(lines)
+    print(table)
+    if args.write_doc:
+        text = DOC.read_text()
+        start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+        DOC.write_text(text[:start] + "\n" + table + "\n" + text[end:])
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""HTTP API of the push domain: device registration, the WebSocket channel, receipts (client);
+messages, statistics and per-app settings (admin, role push-operator).
+
+Client calls identify the app by a channel's deployment key (``X-Mpaas-Deployment-Key``
+or ``deployment_key`` in the body) and the device by ``X-Mpaas-Device-Id`` plus the
+secret returned at registration (``X-Mpaas-Device-Secret``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from mpaas import tenancy
+from mpaas.appkeys import DB
+from mpaas.core_api import actor_of
+from mpaas.db import utcnow
+from mpaas.errors import ValidationError
+from mpaas.http import Api, json_response, page, pagination, read_object
+from mpaas.models import App
+from mpaas.push import devices, messages, receipts, stats, ws
+from mpaas.push.models import FALLBACKS, PROVIDERS
+from mpaas.push.service_key import PUSH
+
+api = Api()
+OPS = ("push-operator",)
+BASE = "/api/v1/apps/{app}/push"
+KEY_HEADER, DEVICE_HEADER, SECRET_HEADER = (
+    "X-Mpaas-Deployment-Key",
+    "X-Mpaas-Device-Id",
+    "X-Mpaas-Device-Secret",
+)
+
+DEVICE_BODY = {
+    "type": "object",
+    "required": ["device_id", "provider"],
+    "properties": {
+        "deployment_key": {"type": "string", "description": "or the X-Mpaas-Deployment-Key header"},
+        "device_id": {"type": "string", "maxLength": 128},
+        "provider": {"enum": list(PROVIDERS)},
+        "token": {"type": "string", "description": "APNs device token (hex) or FCM registration token"},
+        "user_id": {"type": "string"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "locale": {"type": "string"},
+        "app_version": {"type": "string"},
+        "os": {"type": "string"},
+    },
+}
+RECEIPTS_BODY = {
+    "type": "object",
+    "required": ["receipts"],
+    "properties": {
+        "receipts": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["delivery_id", "type"],
+                "properties": {"delivery_id": {"type": "string"}, "type": {"enum": ["arrived", "opened"]}},
+            },
+        }
+    },
+}
+MESSAGE_BODY = {
+    "type": "object",
+    "required": ["audience"],
+    "properties": {
+        "audience": {
+            "type": "object",
+            "description": 'one of {"devices": [...]}, {"users": [...]}, {"tags": [...]}, {"all": true}',
+        },
+        "title": {"type": "string"},
+        "body": {"type": "string"},
+        "locales": {"type": "object", "description": '{"de": {"title": "...", "body": "..."}}'},
+        "data": {"type": "object", "additionalProperties": {"type": "string"}},
+        "ttl": {"type": "integer", "minimum": 0, "description": "seconds (default 86400)"},
+        "priority": {"enum": ["high", "normal"]},
+        "push_type": {"enum": ["alert", "background"]},
+        "collapse_id": {"type": "string", "maxLength": 64},
+        "send_at": {"type": "string", "format": "date-time"},
+        "fallback": {"enum": list(FALLBACKS)},
+        "ack_timeout": {"type": "integer", "minimum": 1, "description": "seconds before the fallback"},
+    },
+}
+SETTINGS_BODY = {
+    "type": "object",
+    "properties": {"fallback": {"enum": list(FALLBACKS)}, "ack_timeout": {"type": "integer", "minimum": 1}},
+}
+
+
+async def _client_app(request: web.Request, body: dict[str, Any] | None = None) -> App:
+    key = request.headers.get(KEY_HEADER) or (body or {}).get("deployment_key")
+    if key is not None and not isinstance(key, str):
+        raise ValidationError("deployment_key must be a string")
+    return await devices.app_for_key(request.app[DB], key)
+
+
+async def _device(request: web.Request, app: App) -> Any:
+    return await devices.authenticate(
+        request.app[DB], app, request.headers.get(DEVICE_HEADER), request.headers.get(SECRET_HEADER)
+    )
+
+
+@api.route(
+    "POST",
+    "/client/v1/devices",
+    summary="Register or refresh a device for push; the first registration returns its device secret",
+    tag="push",
+    auth="client",
+    body=DEVICE_BODY,
+    responses={201: "registered (device_secret shown once)", 200: "refreshed", 401: "wrong device secret"},
+)
+async def register_device(request: web.Request) -> web.Response:
+    data = await read_object(request)
+    app = await _client_app(request, data)
+    spec = devices.parse_device_spec(data)
+    reg = await devices.register(request.app[DB], app, spec, request.headers.get(SECRET_HEADER))
+    out = devices.device_dict(reg.device, reg.tags)
+    if reg.secret is not None:
+        out["device_secret"] = reg.secret
+    return json_response(out, status=201 if reg.created else 200)
+
+
+@api.route(
+    "DELETE",
+    "/client/v1/devices/{device_id}",
+    summary="Unregister a device (needs its device secret)",
+    tag="push",
+    auth="client",
+    responses={204: "unregistered"},
+)
+async def unregister_device(request: web.Request) -> web.Response:
+    app = await _client_app(request)
+    await devices.unregister(
+        request.app[DB], app, request.match_info["device_id"], request.headers.get(SECRET_HEADER)
+    )
+    return web.Response(status=204)
+
+
+@api.route(
+    "GET",
+    "/client/v1/push/ws",
+    summary="The self-built push channel (WebSocket; device id and secret in headers)",
+    tag="push",
+    auth="client",
+    responses={101: "switching protocols"},
+)
+async def push_socket(request: web.Request) -> web.StreamResponse:
+    app = await _client_app(request)
+    device = await _device(request, app)
+    service = request.app[PUSH]
+    return await ws.serve(request, service.db, service.hub, device.id, device.locale)
+
+
+@api.route(
+    "POST",
+    "/client/v1/push/receipts",
+    summary="Report that notifications arrived or were opened (idempotent)",
+    tag="push",
+    auth="client",
+    body=RECEIPTS_BODY,
+)
+async def post_receipts(request: web.Request) -> web.Response:
+    data = await read_object(request)
+    app = await _client_app(request, data)
+    device = await _device(request, app)
+    items = receipts.parse_receipts(data.get("receipts"))
+    result = await receipts.record_receipts(request.app[DB], device.id, items, utcnow())
+    return json_response(
+        {"accepted": [str(i) for i in result.accepted], "unknown": [str(i) for i in result.unknown]}
+    )
+
+
+def _message_id(request: web.Request) -> int:
+    try:
+        value = int(request.match_info["message_id"])
+    except ValueError:
+        raise ValidationError("message id must be an integer") from None
+    if not 0 < value < 2**63:
+        raise ValidationError("message id is out of range")
+    return value
+
+
+async def _message_out(request: web.Request, message: Any, app_name: str) -> dict[str, Any]:
+    return messages.message_dict(message, app_name) | {
+        "stats": await stats.message_stats(request.app[DB], message.id)
+    }
+
+
+@api.route(
+    "POST",
+    BASE + "/messages",
+    summary="Send (or schedule) a push message",
+    tag="push",
+    roles=OPS,
+    body=MESSAGE_BODY,
+    responses={202: "queued"},
+)
+async def send_message(request: web.Request) -> web.Response:
+    db = request.app[DB]
+    app = await tenancy.get_app(db, request.match_info["app"])
+    spec = messages.parse_message_spec(await read_object(request))
+    message = await messages.create_message(db, actor_of(request), app, spec)
+    request.app[PUSH].queued()
+    return json_response(messages.message_dict(message, app.name), status=202)
+
+
+@api.route(
+    "GET",
+    BASE + "/messages",
+    summary="List an app's push messages, newest first",
+    tag="push",
+    roles=OPS,
+    query={"limit": "int", "offset": "int"},
+)
+async def list_messages(request: web.Request) -> web.Response:
+    db = request.app[DB]
+    app = await tenancy.get_app(db, request.match_info["app"])
+    limit, offset = pagination(request)
+    rows, total = await messages.list_messages(db, app, limit=limit, offset=offset)
+    return json_response(page([messages.message_dict(m, app.name) for m in rows], total, limit, offset))
+
+
+@api.route(
+    "GET",
+    BASE + "/messages/{message_id}",
+    summary="A push message with its delivery statistics",
+    tag="push",
+    roles=OPS,
+)
+async def show_message(request: web.Request) -> web.Response:
+    db = request.app[DB]
+    app = await tenancy.get_app(db, request.match_info["app"])
+    message = await messages.get_message(db, _message_id(request), app)
+    return json_response(await _message_out(request, message, app.name))
+
+
+@api.route(
+    "GET",
+    "/api/v1/push/messages/{message_id}",
+    summary="A push message with its delivery statistics, by id alone",
+    tag="push",
+    roles=OPS,
+)
+async def show_message_by_id(request: web.Request) -> web.Response:
+    db = request.app[DB]
+    message = await messages.get_message(db, _message_id(request))
+    async with db.session() as s:
+        app = await s.get(App, message.app_id)
+    assert app is not None
+    return json_response(await _message_out(request, message, app.name))
+
+
+def _settings_dict(app: App, row: Any) -> dict[str, Any]:
+    return {"app": app.name, "fallback": row.fallback, "ack_timeout": row.ack_timeout_seconds}
+
+
+@api.route("GET", BASE + "/settings", summary="An app's push defaults", tag="push", roles=OPS)
+async def show_settings(request: web.Request) -> web.Response:
+    db = request.app[DB]
+    app = await tenancy.get_app(db, request.match_info["app"])
+    return json_response(_settings_dict(app, await messages.app_settings(db, app)))
+
+
+@api.route(
+    "PUT",
+    BASE + "/settings",
+    summary="Set an app's default fallback policy and ack timeout",
+    tag="push",
+    roles=OPS,
+    body=SETTINGS_BODY,
+)
+async def update_settings(request: web.Request) -> web.Response:
+    db = request.app[DB]
+    app = await tenancy.get_app(db, request.match_info["app"])
+    data = await read_object(request)
+    fallback, ack = data.get("fallback"), data.get("ack_timeout")
+    if fallback is not None and not isinstance(fallback, str):
+        raise ValidationError("fallback must be a string")
+    if ack is not None and (not isinstance(ack, int) or isinstance(ack, bool)):
+        raise ValidationError("ack_timeout must be an integer")
+    row = await messages.update_app_settings(db, actor_of(request), app, fallback, ack)
+    return json_response(_settings_dict(app, row))
