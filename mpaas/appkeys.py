@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
@@ -13,4 +15,4 @@ SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)
 BLOBS = web.AppKey("blobs", BlobStore)
 METRICS = web.AppKey("metrics", CollectorRegistry)
-GC_SOURCES = web.AppKey("gc_sources", list)
+GC_SOURCES: web.AppKey[list[Any]] = web.AppKey("gc_sources")

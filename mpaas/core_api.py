@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -273,10 +274,11 @@ async def gc_handler(request: web.Request) -> web.Response:
     grace = data.get("grace_seconds", int(DEFAULT_GRACE.total_seconds()))
     if not isinstance(dry_run, bool) or not isinstance(grace, int) or grace < 0:
         raise ValidationError("dry_run must be a boolean and grace_seconds a non-negative integer")
+    sources: list[Any] = request.app[GC_SOURCES]
     report = await collect_garbage(
         request.app[DB],
         request.app[BLOBS],
-        request.app[GC_SOURCES],
+        sources,
         actor_of(request),
         grace=timedelta(seconds=grace),
         dry_run=dry_run,

@@ -191,7 +191,7 @@ async def publish(request: web.Request) -> web.StreamResponse:
             "result": _publish_body(result.package, result.deltas, app.name, result.created)
         }
     except MpaasError as exc:
-        line = exc.to_dict() | {"status": exc.status}  # type: ignore[operator]
+        line = {**exc.to_dict(), "status": exc.status}
     await response.write(dumps(line) + b"\n")
     await response.write_eof()
     return response
@@ -218,7 +218,7 @@ async def list_packages(request: web.Request) -> web.Response:
     if kind is not None and kind not in KINDS:
         raise ValidationError(f"kind must be one of {', '.join(KINDS)}")
     app = await _app(request)
-    rows, total = await _service(request).list(
+    rows, total = await _service(request).list_packages(
         app, kind=kind, package_id=request.query.get("id"), limit=limit, offset=offset
     )
     return json_response(page([package_dict(p, app.name) for p in rows], total, limit, offset))

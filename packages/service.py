@@ -353,7 +353,7 @@ class PackageService:
             raise InvalidPackageMeta(f"{package_id} {version} exists as several kinds ({kinds}); pass --kind")
         return rows[0]
 
-    async def list(
+    async def list_packages(
         self,
         app: App,
         *,

@@ -84,7 +84,7 @@ class Uploads:
             limit = min(self.max_chunk, row.size - row.received)
             written = await self._write(self.path(upload_id), row.received, chunks, limit)
             async with self.db.write() as s:
-                result = await s.exec(  # type: ignore[call-overload]
+                result = await s.exec(
                     update(UploadSession)
                     .where(col(UploadSession.id) == upload_id, col(UploadSession.received) == offset)
                     .values(received=offset + written)
@@ -133,7 +133,7 @@ class Uploads:
 
     async def discard(self, upload_id: str) -> None:
         async with self.db.write() as s:
-            await s.exec(delete(UploadSession).where(col(UploadSession.id) == upload_id))  # type: ignore[call-overload]
+            await s.exec(delete(UploadSession).where(col(UploadSession.id) == upload_id))
         await asyncio.to_thread(self.path(upload_id).unlink, missing_ok=True)
         self._locks.pop(upload_id, None)
 

@@ -51,7 +51,7 @@ class S3BlobStore:
         self.prefix = prefix.strip("/")
         self.spool_dir = spool_dir
         self.cdn_base_url = cdn_base_url.rstrip("/") if cdn_base_url else None
-        self.client = client or boto3.client(
+        self.client: Any = client or boto3.client(
             "s3",
             endpoint_url=endpoint_url,
             region_name=region,
