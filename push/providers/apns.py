@@ -1,20 +1,28 @@
 """APNs over HTTP/2 with token (.p8) authentication, built on aioapns 4.0.
 
-aioapns keeps the connection pool, the stream-id allocation and the inactivity timer.
-:class:`ApnsClientProtocol` replaces its request/answer handling because aioapns 4.0:
+aioapns keeps the connection pool and the inactivity timer. :class:`ApnsClientProtocol`
+replaces its request/answer handling because aioapns 4.0:
 
 - never acknowledges received DATA, so after ~64 KiB of error bodies on one connection
   the server stops sending answers; they stall until the idle timeout closes the
   connection and the pool re-sends them (duplicate notifications);
+- ignores its own send window: with a few hundred notifications in flight the 64 KiB
+  window fills and h2 raises ``FlowControlError``, which aioapns answers by sleeping a
+  second and re-sending (or, with one attempt, by failing the notification);
 - matches answers by the echoed ``apns-id`` and assumes each error body arrives in one
   DATA frame; an error without a JSON body never completes;
 - raises ``InvalidStateError`` inside ``data_received``/``connection_lost`` when a
   waiting request was cancelled (our per-request timeout), and leaks its stream slot;
-- drops the ``retry-after`` header.
+- drops the ``retry-after`` header;
+- costs more CPU per notification than the rest of mpaas's pipeline: a task per request,
+  hpack's table search and Huffman coding of every header, one socket write per request.
 
-Here answers are matched by stream id, bodies are buffered until END_STREAM, every DATA
-frame is acknowledged (WINDOW_UPDATE), a cancelled request resets its stream and frees
-its slot, and the pool makes exactly one attempt (``max_connection_attempts=1``).
+Here requests wait in a per-connection queue until a stream is free (the peer's
+SETTINGS_MAX_CONCURRENT_STREAMS) and the send window holds their body (WINDOW_UPDATE);
+the queue is drained once per event-loop tick in one socket write; headers are encoded
+as HPACK literals with cached repeated fields; answers are matched by stream id, bodies
+are buffered until END_STREAM, every DATA frame is acknowledged, and a request that
+times out (queued or sent) gives up its place or resets its stream.
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ import re
 import ssl
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,10 +49,12 @@ from aioapns.connection import (
     APNsProductionClientProtocol,
     AuthorizationHeaderProvider,
 )
-from aioapns.exceptions import ConnectionClosed, MaxAttemptsExceeded
+from aioapns.exceptions import ConnectionClosed
 from aioapns.exceptions import ConnectionError as ApnsConnectionError
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from h2.config import H2Configuration
+from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
@@ -62,7 +73,6 @@ from mpaas.push.providers.base import (
     SendResult,
     datetime_from_epoch_ms,
     parse_retry_after,
-    send_bounded,
 )
 
 log = logging.getLogger(__name__)
@@ -90,6 +100,8 @@ _TOPIC_SUFFIX = {
     PushType.FILEPROVIDER: ".pushkit.fileprovider",
     PushType.LIVEACTIVITY: ".push-type.liveactivity",
 }
+
+_PUSH_TYPES = {t.value: t for t in PushType}
 
 #: 403 reasons after which a fresh provider token may succeed.
 _REFRESH_REASONS = frozenset({"ExpiredProviderToken", "InvalidProviderToken"})
@@ -169,19 +181,178 @@ class ApnsAnswer(NotificationResult):
         self.token_generation = token_generation
 
 
-class _Stream:
-    __slots__ = ("body", "future", "headers", "notification_id", "token_generation")
+class RequestTimeout(Exception):
+    """No answer within the request timeout; ``sent`` tells whether the request left the client."""
 
-    def __init__(self, notification_id: str, future: asyncio.Future[ApnsAnswer], generation: int) -> None:
-        self.notification_id = notification_id
+    def __init__(self, sent: bool) -> None:
+        super().__init__(
+            "sent, no answer in time" if sent else "never sent: no stream or flow-control window"
+        )
+        self.sent = sent
+
+
+def _hpack_int(value: int, prefix_bits: int, flags: int) -> bytes:
+    """RFC 7541 §5.1 integer with an N-bit prefix; ``flags`` fills the bits above the prefix."""
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes((flags | value,))
+    out = bytearray((flags | limit,))
+    value -= limit
+    while value >= 128:
+        out.append((value & 127) | 128)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _hpack_str(data: bytes) -> bytes:
+    """RFC 7541 §5.2 string literal, not Huffman-coded (H = 0)."""
+    return _hpack_int(len(data), 7, 0) + data
+
+
+#: RFC 7541 Appendix A: fully indexed fields and indexed names we send.
+_HPACK_STATIC_FIELDS = {
+    (b":method", b"GET"): 2,
+    (b":method", b"POST"): 3,
+    (b":scheme", b"http"): 6,
+    (b":scheme", b"https"): 7,
+}
+_HPACK_STATIC_NAMES = {b":authority": 1, b":method": 2, b":path": 4, b":scheme": 6, b"authorization": 23}
+_HPACK_NEVER_INDEXED = frozenset({b"authorization"})
+#: Encoded repeated fields kept per connection (a JWT, a topic, a few expirations and collapse ids).
+_HEADER_CACHE_SIZE = 256
+
+
+class LiteralHeaderEncoder:
+    """An HPACK encoder without a dynamic table, replacing hpack's on our h2 connections.
+
+    hpack searches its whole table and Huffman-codes every value in pure Python, which
+    was most of our CPU per notification. Apple asks for ``:path``, ``authorization``
+    and per-request values to be sent as literals without indexing anyway, so this
+    encoder sends every field that way (static-table names where there is one), never
+    indexes (``authorization`` as never-indexed), announces a dynamic table of size 0
+    in its first block, and caches the encoded bytes of repeated fields (topic, push
+    type, priority, collapse id, expiration, the JWT): only ``:path`` and ``apns-id``
+    are encoded per request.
+    """
+
+    def __init__(self, *, per_request: frozenset[bytes] = frozenset({b":path", b"apns-id"})) -> None:
+        self._per_request = per_request
+        self._cache: dict[tuple[bytes, bytes], bytes] = {}
+        self._announced = False
+        #: Set by h2 on the peer's SETTINGS_HEADER_TABLE_SIZE; irrelevant to an encoder that never indexes.
+        self.header_table_size = 4096
+
+    def encode(self, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+        parts: list[bytes] = []
+        if not self._announced:
+            parts.append(b"\x20")  # dynamic table size update: 0 (RFC 7541 §6.3)
+            self._announced = True
+        cache = self._cache
+        for name, value in headers:
+            block = cache.get((name, value))
+            if block is None:
+                block = self.encode_field(name, value)
+                if name not in self._per_request:
+                    if len(cache) >= _HEADER_CACHE_SIZE:
+                        cache.clear()
+                    cache[(name, value)] = block
+            parts.append(block)
+        return b"".join(parts)
+
+    @staticmethod
+    def encode_field(name: bytes, value: bytes) -> bytes:
+        index = _HPACK_STATIC_FIELDS.get((name, value))
+        if index is not None:
+            return bytes((0x80 | index,))
+        flags = 0x10 if name in _HPACK_NEVER_INDEXED else 0x00
+        name_index = _HPACK_STATIC_NAMES.get(name)
+        if name_index is not None:
+            return _hpack_int(name_index, 4, flags) + _hpack_str(value)
+        return bytes((flags,)) + _hpack_str(name) + _hpack_str(value)
+
+
+class _CountingH2Connection(H2Connection):
+    """h2 recounts every stream (and prunes closed ones) on each ``send_headers``.
+
+    That is O(streams in flight) per request, so hundreds of streams per connection cost
+    more than the request itself. The protocol counts its open streams exactly (it is the
+    only one opening them) and prunes h2's table once per write instead.
+    """
+
+    def __init__(self, config: H2Configuration) -> None:
+        super().__init__(config)
+        self.outbound_open = 0
+
+    @property
+    def open_outbound_streams(self) -> int:
+        return self.outbound_open
+
+    def prune_closed_streams(self) -> None:
+        H2Connection.open_outbound_streams.fget(self)  # type: ignore[attr-defined]
+
+
+_H2_CONFIG = H2Configuration(
+    client_side=True,
+    header_encoding=None,
+    # Our headers are built here, lowercase and valid; h2 re-checking them cost ~20 % of a send.
+    validate_outbound_headers=False,
+    normalize_outbound_headers=False,
+)
+
+#: Streams per connection even if the peer allows more (Apple advertises 1000).
+MAX_STREAMS_PER_CONNECTION = 1000
+
+
+class ApnsRequest:
+    """One notification queued on, or sent over, a connection."""
+
+    __slots__ = (
+        "apns_id",
+        "body",
+        "body_sent",
+        "fields",
+        "future",
+        "path",
+        "response_body",
+        "response_headers",
+        "stream_id",
+        "timer",
+        "token_generation",
+    )
+
+    def __init__(
+        self,
+        apns_id: str,
+        path: bytes,
+        fields: list[tuple[bytes, bytes]],
+        body: bytes,
+        future: asyncio.Future[ApnsAnswer],
+    ) -> None:
+        self.apns_id = apns_id
+        self.path = path
+        self.fields = fields
+        self.body = body
         self.future = future
-        self.token_generation = generation
-        self.headers: dict[bytes, bytes] = {}
-        self.body = bytearray()
+        self.stream_id: int | None = None
+        self.body_sent = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.token_generation = 0
+        self.response_headers: dict[bytes, bytes] = {}
+        self.response_body = b""
 
 
 class ApnsClientProtocol(APNsProductionClientProtocol):
-    """aioapns' protocol with stream-keyed answers and HTTP/2 flow control (see module doc).
+    """aioapns' protocol with a send queue that honours HTTP/2 flow control (see module doc).
+
+    :meth:`submit` queues a request; the queue is drained at most once per event-loop
+    tick, and again whenever the server frees something (an answer ends a stream, a
+    WINDOW_UPDATE widens a window, SETTINGS change the stream limit), with one socket
+    write per drain. A request leaves the queue only when a stream is free under the
+    peer's SETTINGS_MAX_CONCURRENT_STREAMS and the connection's send window holds its
+    whole body; a body larger than its stream's window is sent as far as the window
+    allows and finished after WINDOW_UPDATE. Each request has its own deadline, which
+    covers the time it waits in the queue. Nothing waits before the peer's first SETTINGS.
 
     Use :func:`protocol_class_for` to bind the endpoint, signer and clock.
     """
@@ -201,78 +372,179 @@ class ApnsClientProtocol(APNsProductionClientProtocol):
         auth_provider: AuthorizationHeaderProvider | None = None,
     ) -> None:
         super().__init__(apns_topic, loop, on_connection_lost, self.token_signer or auth_provider)
-        self._streams: dict[int, _Stream] = {}
+        self.conn: _CountingH2Connection = _CountingH2Connection(_H2_CONFIG)
+        self.conn.encoder = LiteralHeaderEncoder()  # type: ignore[assignment]
+        self._pseudo = [
+            (b":method", b"POST"),
+            (b":scheme", b"https"),
+            (b":authority", self.APNS_SERVER.encode()),
+        ]
+        self._queue: deque[ApnsRequest] = deque()
+        #: Sent requests by stream id, until their answer ends (or we reset them).
+        self._streams: dict[int, ApnsRequest] = {}
+        #: Streams whose body is partly sent, waiting for their stream's window.
+        self._blocked: deque[ApnsRequest] = deque()
+        self._drain_scheduled = False
+        self._settings_received = False
+        #: Times the queue had to wait for a WINDOW_UPDATE (exposed for tests and metrics).
+        self.window_stalls = 0
+
+    # -- sending -------------------------------------------------------------------------
 
     @property
     def is_busy(self) -> bool:
         closing = self.transport is None or self.transport.is_closing()
-        return closing or self.free_channels.is_busy
+        return closing or len(self._queue) + len(self._streams) >= self.stream_limit
+
+    @property
+    def stream_limit(self) -> int:
+        return min(self.conn.remote_settings.max_concurrent_streams, MAX_STREAMS_PER_CONNECTION)
+
+    @property
+    def peer_initial_window(self) -> int:
+        return self.conn.remote_settings.initial_window_size
+
+    def submit(
+        self, apns_id: str, path: bytes, fields: list[tuple[bytes, bytes]], body: bytes, timeout: float
+    ) -> ApnsRequest:
+        """Queue one request; its future gets an :class:`ApnsAnswer` or an exception."""
+        if self.transport is None or self.transport.is_closing():
+            raise ConnectionClosed("connection is closing")
+        request = ApnsRequest(apns_id, path, fields, body, self.loop.create_future())
+        request.timer = self.loop.call_later(timeout, self._expire, request)
+        self._queue.append(request)
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            self.loop.call_soon(self._drain)
+        return request
+
+    async def send_notification(self, request: NotificationRequest) -> NotificationResult:
+        """aioapns' entry point, for completeness (``ApnsProvider`` calls :meth:`submit`)."""
+        fields = request_fields(request, int(self.clock()), self.apns_topic)
+        path = b"/3/device/" + request.device_token.encode()
+        queued = self.submit(request.notification_id, path, fields, encode_payload(request.message), 10.0)
+        try:
+            return await queued.future
+        except asyncio.CancelledError:
+            self.abandon(queued)
+            raise
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        if self.transport is None or self.transport.is_closing() or not self._settings_received:
+            return
+        conn = self.conn
+        try:
+            while self._blocked:
+                if not self._send_body(self._blocked[0]):
+                    break
+                self._blocked.popleft()
+            if not self._blocked and self._queue:
+                conn.prune_closed_streams()
+                limit = self.stream_limit
+                queue, streams = self._queue, self._streams
+                while queue and len(streams) < limit:
+                    request = queue[0]
+                    if request.future.done():  # expired or abandoned while queued
+                        queue.popleft()
+                        continue
+                    if conn.outbound_flow_control_window < len(request.body):
+                        self.window_stalls += 1
+                        break
+                    queue.popleft()
+                    self._open(request)
+                    if not self._send_body(request):
+                        self._blocked.append(request)
+                        break
+        except H2Error as exc:
+            # The connection is unusable (e.g. stream ids exhausted): fail all, reconnect later.
+            log.warning("APNs connection error while sending, closing: %r", exc)
+            self._fail_all(ConnectionClosed(f"HTTP/2 error: {exc!r}"))
+            self.close()
+            return
+        self.flush()
+
+    def _open(self, request: ApnsRequest) -> None:
+        conn = self.conn
+        stream_id = conn.get_next_available_stream_id()
+        headers = [*self._pseudo, (b":path", request.path), *request.fields]
+        if self.auth_provider is not None:
+            headers.append((b"authorization", self.auth_provider.get_header().encode()))
+            if isinstance(self.auth_provider, ProviderTokenSigner):
+                request.token_generation = self.auth_provider.generation
+        conn.send_headers(stream_id, headers)
+        request.stream_id = stream_id
+        self._streams[stream_id] = request
+        conn.outbound_open = len(self._streams)
+
+    def _send_body(self, request: ApnsRequest) -> bool:
+        """Send what the windows allow of the body; True when all of it (with END_STREAM) is out."""
+        conn, stream_id, body = self.conn, request.stream_id, request.body
+        assert stream_id is not None
+        if request.future.done():
+            return True  # reset meanwhile
+        while True:
+            left = len(body) - request.body_sent
+            room = min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
+            if room <= 0 and left > 0:
+                self.window_stalls += 1
+                return False
+            size = min(left, room)
+            start = request.body_sent
+            conn.send_data(stream_id, body[start : start + size], end_stream=size == left)
+            request.body_sent += size
+            if size == left:
+                return True
 
     def flush(self) -> None:
         if self.transport is None or self.transport.is_closing():
             return
         super().flush()
 
-    async def send_notification(self, request: NotificationRequest) -> NotificationResult:
-        stream_id = await self.free_channels.acquire()
-        if self.transport is None or self.transport.is_closing():
-            self.free_channels.release()
-            raise ConnectionClosed("connection is closing")
-        generation = 0
-        headers = self._request_headers(request)
-        if self.auth_provider is not None:
-            headers.append(("authorization", self.auth_provider.get_header()))
-            if isinstance(self.auth_provider, ProviderTokenSigner):
-                generation = self.auth_provider.generation
-        body = encode_payload(request.message)
-        stream = _Stream(request.notification_id, self.loop.create_future(), generation)
-        self._streams[stream_id] = stream
-        try:
-            self.conn.send_headers(stream_id, headers)
-            self.conn.send_data(stream_id, body, end_stream=True)
-        except BaseException:
-            self._abandon(stream_id)
-            raise
+    def abandon(self, request: ApnsRequest) -> None:
+        """Give up on a request: drop it from the queue, or reset its stream; the future is cancelled."""
+        if request.timer is not None:
+            request.timer.cancel()
+        if not request.future.done():
+            request.future.cancel()
+        self._forget(request, reset=True)
         self.flush()
-        try:
-            return await stream.future
-        except asyncio.CancelledError:
-            self._abandon(stream_id)
-            raise
 
-    def _request_headers(self, request: NotificationRequest) -> list[tuple[str, str]]:
-        headers = [
-            (":method", "POST"),
-            (":scheme", "https"),
-            (":authority", self.APNS_SERVER),
-            (":path", f"/3/device/{request.device_token}"),
-            ("apns-id", request.notification_id),
-            ("apns-topic", request.apns_topic or self.apns_topic),
-        ]
-        if request.time_to_live is not None:
-            # 0 means "deliver now or never"; otherwise an absolute UNIX time.
-            ttl = request.time_to_live
-            expiration = 0 if ttl <= 0 else int(self.clock()) + ttl
-            headers.append(("apns-expiration", str(expiration)))
-        if request.priority is not None:
-            headers.append(("apns-priority", str(request.priority)))
-        if request.collapse_key is not None:
-            headers.append(("apns-collapse-id", request.collapse_key))
-        if request.push_type is not None:
-            headers.append(("apns-push-type", request.push_type.value))
-        return headers
-
-    def _abandon(self, stream_id: int) -> None:
-        """Give up on a stream we still own: reset it and free its slot."""
-        stream = self._streams.pop(stream_id, None)
-        if stream is None:
+    def _expire(self, request: ApnsRequest) -> None:
+        if request.future.done():
             return
-        try:
-            self.conn.reset_stream(stream_id, ErrorCodes.CANCEL)
-        except ProtocolError:
-            pass
-        self.free_channels.release()
+        sent = request.stream_id is not None
+        request.future.set_exception(RequestTimeout(sent))
+        self._forget(request, reset=True)
         self.flush()
+
+    def _forget(self, request: ApnsRequest, *, reset: bool) -> None:
+        stream_id = request.stream_id
+        if stream_id is None or self._streams.pop(stream_id, None) is None:
+            return  # still queued: the drain skips done futures
+        self.conn.outbound_open = len(self._streams)
+        if reset:
+            try:
+                self.conn.reset_stream(stream_id, ErrorCodes.CANCEL)
+            except H2Error:
+                pass
+        if not self._drain_scheduled and self._queue:
+            self._drain_scheduled = True
+            self.loop.call_soon(self._drain)
+
+    def _fail_all(self, exc: Exception) -> None:
+        pending = [*self._queue, *self._streams.values()]
+        self._queue.clear()
+        self._streams.clear()
+        self._blocked.clear()
+        self.conn.outbound_open = 0
+        for request in pending:
+            if request.timer is not None:
+                request.timer.cancel()
+            if not request.future.done():
+                request.future.set_exception(exc)
+
+    # -- receiving -----------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -282,39 +554,47 @@ class ApnsClientProtocol(APNsProductionClientProtocol):
             self.flush()
             self.close()
             return
+        streams = self._streams
         for event in events:
             if isinstance(event, ResponseReceived):
-                stream = self._streams.get(event.stream_id)
-                if stream is not None:
-                    stream.headers = dict(event.headers)
+                request = streams.get(event.stream_id)
+                if request is not None:
+                    request.response_headers = dict(event.headers)
+            elif isinstance(event, StreamEnded):
+                self._finish(event.stream_id)
             elif isinstance(event, DataReceived):
-                stream = self._streams.get(event.stream_id)
-                if stream is not None and len(stream.body) < _MAX_ERROR_BODY:
-                    stream.body += event.data
+                request = streams.get(event.stream_id)
+                if request is not None and len(request.response_body) < _MAX_ERROR_BODY:
+                    request.response_body += event.data
                 # The fix aioapns lacks: hand the window back to the server.
                 if event.flow_controlled_length:
                     self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-            elif isinstance(event, StreamEnded):
-                self._finish(event.stream_id)
             elif isinstance(event, StreamReset):
                 self._fail(event.stream_id, ConnectionClosed(f"stream reset by server: {event.error_code!r}"))
             elif isinstance(event, RemoteSettingsChanged):
+                self._settings_received = True
                 self.on_remote_settings_changed(event.changed_settings)  # type: ignore[arg-type]
             elif isinstance(event, ConnectionTerminated):
                 self.on_connection_terminated(event)
-        self.flush()
+        # Answers freed streams, WINDOW_UPDATE widened windows: send what now fits, in this one write.
+        self._drain()
 
     def _finish(self, stream_id: int) -> None:
-        stream = self._streams.pop(stream_id, None)
-        if stream is None:
+        request = self._streams.pop(stream_id, None)
+        if request is None:
             return
-        self.free_channels.release()
-        status = stream.headers.get(b":status", b"").decode("latin-1")
+        self.conn.outbound_open = len(self._streams)
+        if request.timer is not None:
+            request.timer.cancel()
+        if request.future.done():
+            return
+        headers = request.response_headers
+        status = headers.get(b":status", b"").decode("latin-1")
         reason: str | None = None
         timestamp: int | None = None
-        if stream.body:
+        if request.response_body:
             try:
-                parsed = json.loads(stream.body)
+                parsed = json.loads(request.response_body)
             except ValueError:
                 parsed = None
             if isinstance(parsed, dict):
@@ -322,35 +602,52 @@ class ApnsClientProtocol(APNsProductionClientProtocol):
                 reason = raw_reason if isinstance(raw_reason, str) else None
                 raw_ts = parsed.get("timestamp")
                 timestamp = raw_ts if isinstance(raw_ts, int) and not isinstance(raw_ts, bool) else None
-        retry_after = stream.headers.get(b"retry-after")
-        apns_id = stream.headers.get(b"apns-id")
-        answer = ApnsAnswer(
-            stream.notification_id,
-            status,
-            description=reason,
-            timestamp=timestamp,
-            apns_id=apns_id.decode("latin-1") if apns_id is not None else None,
-            retry_after=retry_after.decode("latin-1") if retry_after is not None else None,
-            token_generation=stream.token_generation,
+        retry_after = headers.get(b"retry-after")
+        apns_id = headers.get(b"apns-id")
+        request.future.set_result(
+            ApnsAnswer(
+                request.apns_id,
+                status,
+                description=reason,
+                timestamp=timestamp,
+                apns_id=apns_id.decode("latin-1") if apns_id is not None else None,
+                retry_after=retry_after.decode("latin-1") if retry_after is not None else None,
+                token_generation=request.token_generation,
+            )
         )
-        if not stream.future.done():
-            stream.future.set_result(answer)
 
     def _fail(self, stream_id: int, exc: Exception) -> None:
-        stream = self._streams.pop(stream_id, None)
-        if stream is None:
+        request = self._streams.get(stream_id)
+        if request is None:
             return
-        self.free_channels.release()
-        if not stream.future.done():
-            stream.future.set_exception(exc)
+        self._forget(request, reset=False)
+        if request.timer is not None:
+            request.timer.cancel()
+        if not request.future.done():
+            request.future.set_exception(exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        streams, self._streams = self._streams, {}
-        closed = ConnectionClosed(str(exc))
-        for stream in streams.values():
-            if not stream.future.done():
-                stream.future.set_exception(closed)
+        self._fail_all(ConnectionClosed(str(exc)))
         super().connection_lost(exc)
+
+
+def request_fields(request: NotificationRequest, now: int, default_topic: str) -> list[tuple[bytes, bytes]]:
+    """The ``apns-*`` headers of an aioapns request (``now``: UNIX seconds for ``apns-expiration``)."""
+    fields = [
+        (b"apns-id", request.notification_id.encode()),
+        (b"apns-topic", (request.apns_topic or default_topic).encode()),
+    ]
+    if request.time_to_live is not None:
+        # 0 means "deliver now or never"; otherwise an absolute UNIX time.
+        ttl = request.time_to_live
+        fields.append((b"apns-expiration", b"0" if ttl <= 0 else str(now + ttl).encode()))
+    if request.priority is not None:
+        fields.append((b"apns-priority", str(request.priority).encode()))
+    if request.collapse_key is not None:
+        fields.append((b"apns-collapse-id", request.collapse_key.encode()))
+    if request.push_type is not None:
+        fields.append((b"apns-push-type", request.push_type.value.encode()))
+    return fields
 
 
 def protocol_class_for(
@@ -471,6 +768,14 @@ async def _ignore_error(request: NotificationRequest, result: NotificationResult
     """aioapns logs every non-200 at ERROR level unless given an err_func; we classify instead."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    apns_id: str
+    path: bytes
+    fields: list[tuple[bytes, bytes]]
+    body: bytes
+
+
 class ApnsProvider:
     """APNs through aioapns with one attempt and one deadline per notification.
 
@@ -478,6 +783,11 @@ class ApnsProvider:
     same id while the first is in flight is REJECTED (``DuplicateApnsId``) rather than
     sent, since APNs and aioapns could not tell the two apart. Tokens that are not hex,
     unknown push types and payloads over the size limit are refused locally.
+
+    aioapns' pool opens the connections (up to ``max_connections``, the next one when a
+    connection holds as many requests as the peer allows streams); :meth:`send_many`
+    queues up to ``concurrency`` notifications at once on them without a task per
+    notification, and each connection sends what its HTTP/2 windows allow.
     """
 
     name = "apns"
@@ -492,13 +802,18 @@ class ApnsProvider:
         use_sandbox: bool = False,
         endpoint: ApnsEndpoint | None = None,
         max_connections: int = 4,
-        concurrency: int = 200,
+        concurrency: int = 1000,
         request_timeout: float = 10.0,
         jwt_refresh_seconds: float = DEFAULT_JWT_REFRESH_SECONDS,
         max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """``key`` is the PEM text of the .p8 key; ``clock`` (UNIX seconds) drives JWT age and expiry."""
+        """``key`` is the PEM text of the .p8 key; ``clock`` (UNIX seconds) drives JWT age and expiry.
+
+        ``concurrency`` bounds notifications queued or in flight per :meth:`send_many`;
+        ``request_timeout`` bounds each one from queueing to answer, waits for a stream or
+        a flow-control window included.
+        """
         try:
             private_key = load_pem_private_key(key.encode(), password=None)
         except (ValueError, TypeError) as exc:
@@ -533,6 +848,13 @@ class ApnsProvider:
     def from_key_file(cls, path: str | Path, **kwargs: Any) -> ApnsProvider:
         return cls(key=Path(path).read_text(encoding="utf-8"), **kwargs)
 
+    @property
+    def connections(self) -> list[ApnsClientProtocol]:
+        """The open connections (for metrics and tests)."""
+        if self._client is None:
+            return []
+        return [c for c in self._client.pool.connections if isinstance(c, ApnsClientProtocol)]
+
     def _client_or_create(self) -> APNs:
         # Created lazily: aioapns' pool binds to the event loop running at construction.
         if self._client is None:
@@ -559,77 +881,143 @@ class ApnsProvider:
             self._client = client
         return self._client
 
-    def _request_for(self, n: Notification) -> NotificationRequest:
+    def _prepare(self, n: Notification, now: int) -> _Outgoing:
+        """Check and encode one notification (``now``: UNIX seconds for ``apns-expiration``)."""
         if not _TOKEN_RE.fullmatch(n.token):
             raise _Refused(SendResult(outcome=Outcome.INVALID_TOKEN, reason="BadDeviceToken"))
+        push_type = _PUSH_TYPES.get(n.push_type)
+        if push_type is None:
+            raise _Refused(SendResult(outcome=Outcome.REJECTED, reason="InvalidPushType"))
         try:
-            push_type = PushType(n.push_type)
-        except ValueError:
-            raise _Refused(SendResult(outcome=Outcome.REJECTED, reason="InvalidPushType")) from None
-        try:
-            payload = build_payload(n)
+            body = encode_payload(build_payload(n))
         except ValueError:
             raise _Refused(SendResult(outcome=Outcome.REJECTED, reason="ReservedDataKey")) from None
         if self._max_payload is not None:
             limit = VOIP_MAX_PAYLOAD_BYTES if push_type is PushType.VOIP else self._max_payload
-            if len(encode_payload(payload)) > limit:
+            if len(body) > limit:
                 raise _Refused(SendResult(outcome=Outcome.REJECTED, reason="PayloadTooLarge"))
+        apns_id = apns_id_for(n.message_id)
+        fields = [
+            (b"apns-id", apns_id.encode()),
+            (b"apns-topic", (self._topic + _TOPIC_SUFFIX.get(push_type, "")).encode()),
+        ]
+        if n.ttl_seconds is not None:
+            # 0 means "deliver now or never"; otherwise an absolute UNIX time.
+            ttl = n.ttl_seconds
+            fields.append((b"apns-expiration", b"0" if ttl <= 0 else str(now + ttl).encode()))
         # Apple refuses priority 10 for background pushes.
-        priority = 10 if n.priority == "high" and push_type is not PushType.BACKGROUND else 5
-        return NotificationRequest(
-            device_token=n.token,
-            message=payload,
-            notification_id=apns_id_for(n.message_id),
-            time_to_live=n.ttl_seconds,
-            priority=priority,
-            collapse_key=n.collapse_id,
-            push_type=push_type,
-            apns_topic=self._topic + _TOPIC_SUFFIX.get(push_type, ""),
-        )
+        high = n.priority == "high" and push_type is not PushType.BACKGROUND
+        fields.append((b"apns-priority", b"10" if high else b"5"))
+        if n.collapse_id is not None:
+            fields.append((b"apns-collapse-id", n.collapse_id.encode()))
+        fields.append((b"apns-push-type", push_type.value.encode()))
+        return _Outgoing(apns_id, b"/3/device/" + n.token.encode(), fields, body)
 
     async def send(self, n: Notification) -> SendResult:
+        return (await self.send_many([n]))[0]
+
+    async def send_many(self, ns: Sequence[Notification]) -> list[SendResult]:
         if self._closed:
-            return SendResult(outcome=Outcome.RETRY, reason="ProviderClosed")
+            return [SendResult(outcome=Outcome.RETRY, reason="ProviderClosed") for _ in ns]
+        results: list[SendResult | None] = [None] * len(ns)
+        todo: list[tuple[int, _Outgoing]] = []
+        now = int(self._clock())
+        for i, n in enumerate(ns):
+            try:
+                outgoing = self._prepare(n, now)
+            except _Refused as refused:
+                results[i] = refused.result
+                continue
+            if outgoing.apns_id in self._in_flight:
+                # Two requests with one apns-id would be indistinguishable to APNs and to us.
+                results[i] = SendResult(outcome=Outcome.REJECTED, reason="DuplicateApnsId")
+                continue
+            self._in_flight.add(outgoing.apns_id)
+            todo.append((i, outgoing))
         try:
-            request = self._request_for(n)
-        except _Refused as refused:
-            return refused.result
-        apns_id = request.notification_id
-        if apns_id in self._in_flight:
-            # Two requests with one apns-id would be indistinguishable to APNs and to us.
-            return SendResult(outcome=Outcome.REJECTED, reason="DuplicateApnsId")
-        self._in_flight.add(apns_id)
-        try:
-            answer = await asyncio.wait_for(
-                self._client_or_create().send_notification(request), timeout=self._timeout
-            )
-        except TimeoutError:
-            return SendResult(outcome=Outcome.RETRY, reason="Timeout")
-        except (MaxAttemptsExceeded, ConnectionClosed, ApnsConnectionError, OSError, H2Error) as exc:
-            log.debug("APNs send %s failed: %r", apns_id, exc)
-            return SendResult(outcome=Outcome.RETRY, reason="ConnectionError")
+            await self._dispatch(todo, results)
         finally:
-            self._in_flight.discard(apns_id)
-        if not isinstance(answer, ApnsAnswer):  # pragma: no cover - our protocol always answers so
-            raise TypeError(f"unexpected aioapns result {answer!r}")
+            for _, outgoing in todo:
+                self._in_flight.discard(outgoing.apns_id)
+        return [r if r is not None else SendResult(outcome=Outcome.RETRY, reason="NotSent") for r in results]
+
+    async def _dispatch(self, todo: list[tuple[int, _Outgoing]], results: list[SendResult | None]) -> None:
+        """Queue ``todo`` on the pool's connections, at most ``concurrency`` unanswered at a time."""
+        if not todo:
+            return
+        loop = asyncio.get_running_loop()
+        pool = self._client_or_create().pool
+        free = self._concurrency
+        waiter: asyncio.Future[None] | None = None
+        submitted: list[tuple[int, ApnsClientProtocol, ApnsRequest]] = []
+
+        def release(_: asyncio.Future[ApnsAnswer]) -> None:
+            nonlocal free
+            free += 1
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+        try:
+            for position, (i, outgoing) in enumerate(todo):
+                while free <= 0:
+                    waiter = loop.create_future()
+                    await waiter
+                try:
+                    connection = await pool.acquire()
+                    assert isinstance(connection, ApnsClientProtocol)
+                    request = connection.submit(
+                        outgoing.apns_id, outgoing.path, outgoing.fields, outgoing.body, self._timeout
+                    )
+                except (ApnsConnectionError, ConnectionClosed, OSError) as exc:
+                    log.debug("APNs connection failed: %r", exc)
+                    for j, _ in todo[position:]:
+                        results[j] = SendResult(outcome=Outcome.RETRY, reason="ConnectionError")
+                    break
+                free -= 1
+                request.future.add_done_callback(release)
+                submitted.append((i, connection, request))
+            if submitted:
+                await asyncio.wait([request.future for _, _, request in submitted])
+        except BaseException:
+            for _, connection, request in submitted:
+                connection.abandon(request)
+            raise
+        now: datetime | None = None
+        for i, _, request in submitted:
+            future = request.future
+            error = future.exception()
+            if error is not None:
+                if isinstance(error, RequestTimeout):
+                    results[i] = SendResult(outcome=Outcome.RETRY, reason="Timeout")
+                else:
+                    log.debug("APNs send %s failed: %r", request.apns_id, error)
+                    results[i] = SendResult(outcome=Outcome.RETRY, reason="ConnectionError")
+                continue
+            answer = future.result()
+            if answer.status == "200":  # the common case, without a clock or a parse
+                results[i] = SendResult(
+                    outcome=Outcome.SENT, status=200, provider_id=answer.apns_id or request.apns_id
+                )
+                continue
+            if now is None:
+                now = datetime.fromtimestamp(self._clock(), UTC)
+            results[i] = self._classify(answer, request.apns_id, now)
+
+    def _classify(self, answer: ApnsAnswer, apns_id: str, now: datetime) -> SendResult:
         try:
             status = int(answer.status)
         except ValueError:
             return SendResult(outcome=Outcome.RETRY, reason="MalformedAnswer")
-        result = classify_answer(
+        if status == 403 and answer.description in _REFRESH_REASONS:
+            self.signer.invalidate(answer.token_generation)
+        return classify_answer(
             status,
             answer.description,
             timestamp=answer.timestamp,
             retry_after=answer.retry_after,
             apns_id=answer.apns_id or apns_id,
-            now=datetime.fromtimestamp(self._clock(), UTC),
+            now=now,
         )
-        if status == 403 and answer.description in _REFRESH_REASONS:
-            self.signer.invalidate(answer.token_generation)
-        return result
-
-    async def send_many(self, ns: Sequence[Notification]) -> list[SendResult]:
-        return await send_bounded(self.send, ns, self._concurrency)
 
     async def close(self) -> None:
         self._closed = True

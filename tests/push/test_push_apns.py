@@ -15,12 +15,14 @@ from aioapns import APNs, NotificationRequest
 from aioapns.connection import APNsProductionClientProtocol
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from hpack import Decoder, NeverIndexedHeaderTuple
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mpaas.errors import ConfigError
 from mpaas.push.providers.apns import (
     ApnsProvider,
+    LiteralHeaderEncoder,
     ProviderTokenSigner,
     apns_id_for,
     classify_answer,
@@ -359,3 +361,97 @@ def test_classify_answer_never_raises(
     assert (result.outcome is Outcome.SENT) == (status == 200)
     if result.retry_after is not None:
         assert 0 <= result.retry_after <= 3600
+
+
+FLOW_COUNT = 3000
+
+
+async def test_full_send_window_waits_for_window_update_instead_of_retrying(
+    apns_standin: ApnsStandin, make_apns: MakeApns
+) -> None:
+    """Regression: 1,000 requests in flight overflow the 64 KiB send window of one connection.
+
+    The provider used to turn h2's FlowControlError into RETRY (thousands of them per run);
+    it must wait for the server's WINDOW_UPDATE and send each notification exactly once.
+    """
+    notes = [note(i, data={"pad": "x" * 64}) for i in range(FLOW_COUNT)]
+    provider = make_apns(apns_standin, max_connections=1, concurrency=1000, request_timeout=60.0)
+    # An open connection, as in steady state: the whole first 1,000 leave in one event-loop tick.
+    warm_up = note(FLOW_COUNT)
+    assert (await provider.send(warm_up)).outcome is Outcome.SENT
+
+    results = await provider.send_many(notes)
+
+    assert [r.outcome for r in results] == [Outcome.SENT] * FLOW_COUNT
+    assert set(apns_standin.by_apns_id) == {n.message_id for n in [warm_up, *notes]}
+    assert set(apns_standin.by_apns_id.values()) == {1}
+    assert apns_standin.connections_accepted == 1
+    [connection] = provider.connections
+    # The stand-in advertises HTTP/2's default 64 KiB window and widens it only as it reads,
+    # so far more body bytes than one window went through, and the queue did wait for it.
+    assert connection.peer_initial_window <= 65535
+    assert sum(len(r.payload) for r in apns_standin.requests) > 3 * 65535
+    assert connection.window_stalls > 0
+
+
+async def test_peer_max_concurrent_streams_is_respected(apns_credentials: Any, make_apns: MakeApns) -> None:
+    c = apns_credentials
+    standin = ApnsStandin(verify_key=c.key.public_key(), team_id=c.team_id, max_concurrent_streams=20)
+    await standin.start()
+    try:
+        provider = make_apns(standin, max_connections=1, concurrency=500)
+        results = await provider.send_many([note(i) for i in range(500)])
+        [connection] = provider.connections
+        limit = connection.stream_limit
+    finally:
+        await standin.stop()
+
+    assert [r.outcome for r in results] == [Outcome.SENT] * 500
+    assert limit == 20
+    # A 21st open stream would have been a protocol error that closes the connection.
+    assert standin.connections_accepted == 1
+    assert set(standin.by_apns_id.values()) == {1}
+
+
+async def test_request_waiting_for_a_stream_times_out_unsent(
+    apns_credentials: Any, make_apns: MakeApns
+) -> None:
+    """The request timeout covers the wait for a stream or window; a request that never left is not sent later."""
+    c = apns_credentials
+    standin = ApnsStandin(verify_key=c.key.public_key(), team_id=c.team_id, max_concurrent_streams=1)
+    await standin.start()
+    try:
+        provider = make_apns(standin, max_connections=1, request_timeout=0.3)
+        standin.response_delay = 1.0
+        notes = [note(i) for i in range(3)]
+        timed_out = await provider.send_many(notes)
+        await asyncio.sleep(1.0)  # the late answer to the reset stream arrives and is ignored
+        standin.response_delay = 0.0
+        after = await provider.send(note(9))
+    finally:
+        await standin.stop()
+
+    assert [(r.outcome, r.reason) for r in timed_out] == [(Outcome.RETRY, "Timeout")] * 3
+    assert standin.by_apns_id[notes[0].message_id] == 1
+    assert notes[1].message_id not in standin.by_apns_id
+    assert notes[2].message_id not in standin.by_apns_id
+    assert after.outcome is Outcome.SENT
+    assert standin.connections_accepted == 1
+
+
+_header_names = st.sampled_from(
+    [b":method", b":scheme", b":authority", b":path", b"authorization", b"apns-id", b"apns-topic"]
+) | st.from_regex(rb"[a-z][a-z0-9-]{0,30}", fullmatch=True)
+_headers = st.lists(st.tuples(_header_names, st.binary(max_size=300)), max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(blocks=st.lists(_headers, min_size=1, max_size=4))
+def test_literal_header_encoder_round_trips_through_hpack(blocks: list[list[tuple[bytes, bytes]]]) -> None:
+    encoder, decoder = LiteralHeaderEncoder(), Decoder()
+    for headers in [*blocks, *blocks]:  # the second pass comes from the cache
+        decoded = decoder.decode(encoder.encode(headers), raw=True)
+        assert [(bytes(n), bytes(v)) for n, v in decoded] == headers
+        assert all(isinstance(h, NeverIndexedHeaderTuple) for h in decoded if h[0] == b"authorization")
+        # Nothing is ever added to the peer's dynamic table.
+        assert len(decoder.header_table.dynamic_entries) == 0
