@@ -131,13 +131,7 @@ class ApnsStandin:
         retry_after: str | None = None,
     ) -> None:
         """Fail the next ``count`` requests, or a ``rate`` share of them, with this answer."""
-        fault = Fault(status, reason, retry_after)
-        if count is None and rate is None:
-            raise ValueError("give count or rate")
-        if count is not None:
-            self.faults.fail_next(count, fault)
-        if rate is not None:
-            self.faults.add_rate(rate, fault)
+        self.faults.inject(Fault(status, reason, retry_after), count=count, rate=rate)
 
     def reset_counters(self) -> None:
         self.requests.clear()

@@ -34,6 +34,15 @@ class FaultPlan:
             raise ValueError("rate must be within [0, 1]")
         self._rates.append((rate, fault))
 
+    def inject(self, fault: Fault, *, count: int | None, rate: float | None) -> None:
+        """Fail the next ``count`` requests, or a ``rate`` share of them, with ``fault``."""
+        if count is None and rate is None:
+            raise ValueError("give count or rate")
+        if count is not None:
+            self.fail_next(count, fault)
+        if rate is not None:
+            self.add_rate(rate, fault)
+
     def clear(self) -> None:
         self._next.clear()
         self._rates.clear()

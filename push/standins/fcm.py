@@ -150,13 +150,7 @@ class FcmStandin:
         retry_after: str | None = None,
     ) -> None:
         """Fail the next ``count`` sends, or a ``rate`` share of them, with this FCM error."""
-        fault = Fault(status, error_code, retry_after)
-        if count is None and rate is None:
-            raise ValueError("give count or rate")
-        if count is not None:
-            self.faults.fail_next(count, fault)
-        if rate is not None:
-            self.faults.add_rate(rate, fault)
+        self.faults.inject(Fault(status, error_code, retry_after), count=count, rate=rate)
 
     def revoke_tokens(self) -> None:
         """Forget every issued access token (the next sends get 401)."""
