@@ -4,14 +4,22 @@ Every error leaves as ``{"error": {"code", "message"}}``. Unexpected exceptions
 become a 500 whose body carries only the request id; the traceback goes to the log.
 Access logs record the path without its query string, because some clients
 (CodePush) put their deployment key there.
+
+The update check runs through here at tens of thousands of requests per second, so
+the per-request work is kept small: request ids come from a per-process random prefix
+and a counter, metric children are looked up once per (method, route, status), and
+the access-log record is only built when INFO is enabled.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import secrets
 import time
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -52,6 +60,47 @@ class HttpMetrics:
             registry=registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
         )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def record(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one request and observe its latency (``.labels()`` only on a new label set)."""
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            if len(self._children) >= 4096:  # arbitrary methods could grow it without bound
+                self._children.clear()
+            children = self._children[key] = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+
+class RequestIds:
+    """Request ids: 8 random hex digits per process, then a counter (16 hex digits in all).
+
+    Unique within a process and, with overwhelming likelihood, across processes,
+    without a system call for randomness on every request.
+    """
+
+    def __init__(self) -> None:
+        self._reseed()
+        os.register_at_fork(after_in_child=self._reseed)
+
+    def _reseed(self) -> None:
+        self._prefix = secrets.token_hex(4)
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFF:08x}"
+
+
+_request_ids = RequestIds()
+
+
+def _valid_request_id(rid: str) -> bool:
+    return 0 < len(rid) <= 64 and rid.replace("-", "").isalnum()
 
 
 def error_response(
@@ -79,11 +128,13 @@ def _from_http_exception(exc: web.HTTPException) -> web.StreamResponse:
 
 
 def make_middleware(metrics: HttpMetrics, max_body: int) -> Middleware:
+    ids = _request_ids
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        rid = request.headers.get("X-Request-Id", "")
-        if not (0 < len(rid) <= 64 and rid.replace("-", "").isalnum()):
-            rid = secrets.token_hex(8)
+        rid = request.headers.get("X-Request-Id")
+        if rid is None or not _valid_request_id(rid):
+            rid = ids.next()
         request[REQUEST_ID] = rid
         token = request_id_var.set(rid)
         started = time.perf_counter()
@@ -109,20 +160,20 @@ def make_middleware(metrics: HttpMetrics, max_body: int) -> Middleware:
         response.headers["X-Request-Id"] = rid
         info = request.match_info.route.resource
         route = info.canonical if info is not None else "unmatched"
-        metrics.requests.labels(request.method, route, str(response.status)).inc()
-        metrics.latency.labels(request.method, route).observe(elapsed)
-        log.info(
-            "request",
-            extra={
-                "request_id": rid,
-                "method": request.method,
-                "path": request.path,
-                "route": route,
-                "status": response.status,
-                "ms": round(elapsed * 1000, 2),
-                "remote": request.remote,
-            },
-        )
+        metrics.record(request.method, route, response.status, elapsed)
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "request",
+                extra={
+                    "request_id": rid,
+                    "method": request.method,
+                    "path": request.path,
+                    "route": route,
+                    "status": response.status,
+                    "ms": round(elapsed * 1000, 2),
+                    "remote": request.remote,
+                },
+            )
         return response
 
     return middleware

@@ -34,7 +34,7 @@ from mpaas.locks import lock_row
 from mpaas.packages.manifest import Manifest
 from mpaas.packages.models import Package
 from mpaas.packages.release_models import CodePushDiff
-from mpaas.packages.rollout import Device
+from mpaas.packages.rollout import Device, cached_version
 from mpaas.packages.semver import InvalidVersion, Version
 from mpaas.packages.service import PackageService
 from mpaas.packages.update_index import ChannelIndex, Decision, IndexedRelease, Lineage, PackageInfo
@@ -82,7 +82,7 @@ def parse_check(query: Mapping[str, Any]) -> CodePushCheck:
 
 def device_of(check: CodePushCheck, platform: str | None = None) -> Device:
     try:
-        version: Version | None = Version.parse(check.app_version)
+        version: Version | None = cached_version(check.app_version)
     except InvalidVersion:
         version = None
     # Without a client id every request is a new device; rollout then samples requests.

@@ -5,32 +5,50 @@ See ``docs/protocol.md`` for the wire format SDK authors implement.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from mpaas.errors import ValidationError
+from mpaas.http import dumps
 from mpaas.packages.models import KINDS
-from mpaas.packages.rollout import Device
+from mpaas.packages.rollout import Device, cached_version
 from mpaas.packages.semver import InvalidVersion, Version
-from mpaas.packages.update_index import ChannelIndex, Decision, IndexedRelease, Lineage, PackageInfo
+from mpaas.packages.update_index import (
+    ChannelIndex,
+    Decision,
+    IndexedRelease,
+    Lineage,
+    Outcome,
+    PackageInfo,
+)
 
 MAX_PACKAGES = 500
 MAX_TAGS = 50
+#: Encoded fragments kept per outcome (distinct delta bases × base URLs).
+MAX_ENCODED = 256
+_KINDS = frozenset(KINDS)
+_PREFIXES: dict[tuple[str, int], bytes] = {}
 
 
-@dataclass(frozen=True)
-class Installed:
-    kind: str
-    package_id: str
-    hash: str | None
+#: An installed package as the client names it: (kind, package id, package hash or None).
+Installed = tuple[str, str, str | None]
 
 
-@dataclass(frozen=True)
-class NativeCheck:
+class NativeCheck(NamedTuple):
     device: Device
     installed: tuple[Installed, ...]
     discover: bool
+    #: The device's (os, app_version) as sent: the key of the per-binary decision plans.
+    binary: tuple[str | None, str | None] = (None, None)
+
+
+class Answer(NamedTuple):
+    body: bytes
+    #: Quoted; derived from the answer's content, so every process agrees on it.
+    etag: str
+    #: Release ids whose check counters move.
+    counted: list[int]
 
 
 def _str(data: Mapping[str, Any], name: str, *, required: bool = False, max_len: int = 128) -> str | None:
@@ -49,7 +67,7 @@ def _version(data: Mapping[str, Any], name: str) -> Version | None:
     if text is None:
         return None
     try:
-        return Version.parse(text)
+        return cached_version(text)
     except InvalidVersion:
         raise ValidationError(f"field {name!r} must be a version such as 5.2.1, not {text!r}") from None
 
@@ -76,24 +94,44 @@ def parse_device(data: Mapping[str, Any]) -> Device:
     )
 
 
+def _installed(item: Any) -> Installed:
+    """One entry of ``packages``, validated with the precise error messages."""
+    if not isinstance(item, dict):
+        raise ValidationError("each entry of 'packages' must be an object with kind, id and hash")
+    kind = _str(item, "kind", required=True, max_len=16)
+    if kind not in KINDS:
+        raise ValidationError(f"package kind must be one of {', '.join(KINDS)}")
+    pid = _str(item, "id", required=True)
+    assert kind is not None and pid is not None
+    return (kind, pid, _str(item, "hash", max_len=64))
+
+
 def parse_check(data: Mapping[str, Any]) -> NativeCheck:
     raw = data.get("packages") or []
     if not isinstance(raw, list) or len(raw) > MAX_PACKAGES:
         raise ValidationError(f"field 'packages' must be a list of at most {MAX_PACKAGES} objects")
     installed = []
     for item in raw:
-        if not isinstance(item, dict):
-            raise ValidationError("each entry of 'packages' must be an object with kind, id and hash")
-        kind = _str(item, "kind", required=True, max_len=16)
-        if kind not in KINDS:
-            raise ValidationError(f"package kind must be one of {', '.join(KINDS)}")
-        pid = _str(item, "id", required=True)
-        assert kind is not None and pid is not None
-        installed.append(Installed(kind, pid, _str(item, "hash", max_len=64)))
+        # The common, valid entry is checked inline; anything else takes the path that
+        # names the problem.
+        if item.__class__ is dict:
+            kind, pid, digest = item.get("kind"), item.get("id"), item.get("hash")
+            if (
+                kind.__class__ is str
+                and kind in _KINDS
+                and pid.__class__ is str
+                and 0 < len(pid) <= 128
+                and (digest is None or (digest.__class__ is str and len(digest) <= 64))
+            ):
+                installed.append((kind, pid, digest or None))
+                continue
+        installed.append(_installed(item))
     discover = data.get("discover", False)
     if not isinstance(discover, bool):
         raise ValidationError("field 'discover' must be a boolean")
-    return NativeCheck(parse_device(data), tuple(installed), discover)
+    device = parse_device(data)
+    app_version = data.get("app_version") or None
+    return NativeCheck(device, tuple(installed), discover, (device.os, app_version))
 
 
 def _blob(base_url: str, sha256: str, size: int, target: str) -> dict[str, Any]:
@@ -140,33 +178,81 @@ def package_answer(
     return out
 
 
-def answer(
-    index: ChannelIndex, check: NativeCheck, base_url: str, poll_interval: int, now: float
-) -> tuple[dict[str, Any], list[int]]:
-    """The answer body, and the release ids whose check counters move."""
-    results = []
+def _prefix(channel: str, poll_interval: int) -> bytes:
+    found = _PREFIXES.get((channel, poll_interval))
+    if found is None:
+        if len(_PREFIXES) >= 1024:
+            _PREFIXES.clear()
+        found = _PREFIXES[(channel, poll_interval)] = (
+            b'{"channel":' + dumps(channel) + b',"poll_interval":' + dumps(poll_interval) + b',"packages":['
+        )
+    return found
+
+
+def _digest(raw: bytes) -> bytes:
+    return hashlib.blake2b(raw, digest_size=16).digest()
+
+
+def _encoded(lineage: Lineage, outcome: Outcome, held_hash: str | None, base_url: str) -> tuple[bytes, bytes]:
+    """The package's answer object as JSON bytes, and their digest, made once per index build."""
+    deltas = outcome.deltas
+    base = held_hash if deltas and held_hash in deltas else None
+    key = (base, base_url)
+    found = outcome.encoded.get(key)
+    if found is None:
+        raw = dumps(package_answer(lineage, outcome.decision, base, base_url))
+        if len(outcome.encoded) >= MAX_ENCODED:
+            outcome.encoded.clear()
+        found = outcome.encoded[key] = (raw, _digest(raw))
+    return found
+
+
+def answer(index: ChannelIndex, check: NativeCheck, base_url: str, poll_interval: int, now: float) -> Answer:
+    """The answer body (bytes), its ETag, and the release ids whose check counters move.
+
+    Per installed package only the per-device gates run (:meth:`Lineage.choose`); the
+    package's JSON object is cached bytes, and the ETag hashes the objects' digests.
+    """
+    device, binary, discover = check.device, check.binary, check.discover
+    lineages = index.lineages
+    unknown: list[bytes] = []
+    parts: list[bytes] = []
+    digests: list[bytes] = []
     counted: list[int] = []
     seen: set[tuple[str, str]] = set()
-    wanted: list[tuple[Lineage, str | None]] = []
-    for item in check.installed:
-        key = (item.kind, item.package_id)
+    for kind, package_id, held_hash in check.installed:
+        key = (kind, package_id)
         if key in seen:
             continue
         seen.add(key)
-        lineage = index.lineages.get(key)
+        lineage = lineages.get(key)
         if lineage is None:
-            results.append({"kind": item.kind, "id": item.package_id, "action": "none"})
+            unknown.append(dumps({"kind": kind, "id": package_id, "action": "none"}))
             continue
-        wanted.append((lineage, item.hash))
-    if check.discover:
-        wanted += [(lin, None) for key, lin in index.lineages.items() if key not in seen]
-    for lineage, held_hash in wanted:
         held = lineage.by_hash.get(held_hash) if held_hash else None
-        decision = lineage.decide(check.device, held, bool(held_hash), now)
-        if decision.action == "none" and held_hash is None and check.discover:
+        outcome = lineage.choose(device, held, held_hash is not None, now, binary)
+        if held_hash is None and discover and outcome.decision.action == "none":
             continue
-        if decision.target is not None:
-            counted.append(decision.target.id)
-        results.append(package_answer(lineage, decision, held_hash, base_url))
-    body = {"channel": index.channel_name, "poll_interval": poll_interval, "packages": results}
-    return body, counted
+        if outcome.counted is not None:
+            counted.append(outcome.counted)
+        raw, digest = _encoded(lineage, outcome, held_hash, base_url)
+        parts.append(raw)
+        digests.append(digest)
+    if discover:
+        for key, lineage in lineages.items():
+            if key in seen:
+                continue
+            outcome = lineage.choose(device, None, False, now, binary)
+            if outcome.decision.action == "none":
+                continue
+            if outcome.counted is not None:
+                counted.append(outcome.counted)
+            raw, digest = _encoded(lineage, outcome, None, base_url)
+            parts.append(raw)
+            digests.append(digest)
+    if unknown:
+        parts[:0] = unknown
+        digests[:0] = [_digest(raw) for raw in unknown]
+    prefix = _prefix(index.channel_name, poll_interval)
+    etag = '"' + hashlib.blake2b(prefix + b"".join(digests), digest_size=16).hexdigest() + '"'
+    return Answer(prefix + b",".join(parts) + b"]}", etag, counted)

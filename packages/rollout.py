@@ -1,9 +1,10 @@
 """Gray rollout: deterministic buckets, whitelists and targeting rules.
 
-A device falls in bucket ``sha256("{seed}:{device id}") mod 10,000``; a release at
-``p`` basis points reaches buckets ``0 … p-1``. Raising 10 % to 20 % therefore keeps
-every device of the first 10 %, and the seed (the release id, or the id of the
-release a rollback restores) makes each release pick an independent sample.
+A device falls in bucket ``sha256("{seed}:{device id}") mod 10,000`` (the digest's
+first 8 bytes as a big-endian integer); a release at ``p`` basis points reaches
+buckets ``0 … p-1``. Raising 10 % to 20 % therefore keeps every device of the first
+10 %, and the seed (the release id, or the id of the release a rollback restores)
+makes each release pick an independent sample.
 
 Rules are short texts, all of which must hold (AND)::
 
@@ -45,8 +46,30 @@ class InvalidRule(ValidationError):
 
 def bucket(device_id: str, seed: int) -> int:
     """The device's bucket 0 … 9,999 for a release seed."""
-    digest = hashlib.sha256(f"{seed}:{device_id}".encode()).digest()
+    return _bucket(f"{seed}:".encode(), device_id.encode())
+
+
+def _bucket(prefix: bytes, device_key: bytes) -> int:
+    """The first 8 bytes of ``sha256(prefix + device id)``, big-endian, mod 10,000.
+
+    Never change this formula: it decides which devices are in every running rollout.
+    """
+    digest = hashlib.sha256(prefix + device_key).digest()
     return int.from_bytes(digest[:8], "big") % BUCKETS
+
+
+_VERSIONS: dict[str, Version] = {}
+
+
+def cached_version(text: str) -> Version:
+    """``Version.parse``, memoised: a fleet reports few distinct binary and OS versions."""
+    found = _VERSIONS.get(text)
+    if found is None:
+        found = Version.parse(text)  # raises InvalidVersion before anything is cached
+        if len(_VERSIONS) >= 4096:
+            _VERSIONS.clear()
+        _VERSIONS[text] = found
+    return found
 
 
 def percent_to_bp(percent: float) -> int:
@@ -150,14 +173,32 @@ class Targeting:
     rules: tuple[Rule, ...] = ()
     device_ids: frozenset[str] = field(default_factory=frozenset)
     user_ids: frozenset[str] = field(default_factory=frozenset)
+    #: ``"{seed}:"`` encoded once: :func:`bucket` without the per-call formatting.
+    _prefix: bytes = field(init=False, repr=False, compare=False)
+    _listed: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_prefix", f"{self.seed}:".encode())
+        object.__setattr__(self, "_listed", bool(self.device_ids or self.user_ids))
 
     def whitelisted(self, d: Device) -> bool:
         return d.device_id in self.device_ids or (d.user_id is not None and d.user_id in self.user_ids)
 
     def admits(self, d: Device) -> bool:
         """Whitelisted, or passing every rule and inside the rollout percentage."""
-        if self.whitelisted(d):
+        return self.admits_at(d, d.device_id.encode(), True)
+
+    def admits_at(self, d: Device, device_key: bytes, started: bool) -> bool:
+        """:meth:`admits` for the update check's hot path.
+
+        ``device_key`` is the device id, encoded once per check. A release that has not
+        ``started`` admits only its whitelist.
+        """
+        if self._listed and self.whitelisted(d):
             return True
-        if self.rollout_bp <= 0 or not all(r.test(d) for r in self.rules):
+        bp = self.rollout_bp
+        if not started or bp <= 0:
             return False
-        return self.rollout_bp >= BUCKETS or bucket(d.device_id, self.seed) < self.rollout_bp
+        if self.rules and not all(rule.test(d) for rule in self.rules):
+            return False
+        return bp >= BUCKETS or _bucket(self._prefix, device_key) < bp

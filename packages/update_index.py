@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,6 +124,65 @@ class Decision:
     held: IndexedRelease | None = None
 
 
+class Outcome:
+    """A decision a plan can reach, with the native wire fragments encoded for it.
+
+    ``encoded`` maps (delta base hash, base URL) to the package's JSON object and its
+    digest; it lives as long as the index build, so the bytes are made once.
+    """
+
+    __slots__ = ("counted", "decision", "deltas", "encoded")
+
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+        #: The release whose check counter moves, if any.
+        self.counted = decision.target.id if decision.target is not None else None
+        target = decision.target
+        #: The target's stored patches when the device is to install it.
+        self.deltas = (
+            target.package.deltas
+            if decision.action == "update" and target is not None and target.package is not None
+            else None
+        )
+        self.encoded: dict[tuple[str | None, str], tuple[bytes, bytes]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A candidate release, newest first, and the outcome if it admits the device."""
+
+    outcome: Outcome
+    targeting: Targeting
+    starts_at: float
+    #: A rollback of the package the device holds: taken without any gate.
+    unconditional: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything about one lineage's decision that does not depend on the device's identity.
+
+    A plan is fixed by (the held release, whether the device holds anything, its OS and
+    binary version): which releases are candidates, and for each the resulting action,
+    target and mandatory flag. What is left per device is the gate of each candidate
+    (whitelist, start time, rules, rollout bucket), walked newest first.
+    """
+
+    steps: tuple[Step, ...]
+    fallback: Outcome
+
+    def choose(self, d: Device, now: float) -> Outcome:
+        key = d.device_id.encode()
+        for step in self.steps:
+            if step.unconditional or step.targeting.admits_at(d, key, step.starts_at <= now):
+                return step.outcome
+        return self.fallback
+
+
+#: Plans kept per lineage before the memo starts over (distinct held releases × binaries).
+MAX_PLANS = 4096
+
+
 @dataclass
 class Lineage:
     kind: str
@@ -132,10 +191,12 @@ class Lineage:
     by_hash: dict[str, IndexedRelease] = field(default_factory=dict)
     by_codepush_hash: dict[str, IndexedRelease] = field(default_factory=dict)
     by_id: dict[int, IndexedRelease] = field(default_factory=dict)
+    _plans: dict[Hashable, Plan] = field(default_factory=dict, repr=False)
 
     def add(self, r: IndexedRelease) -> None:
         self.releases.append(r)
         self.by_id[r.id] = r
+        self._plans.clear()
         if r.package is not None and r.status != "rolled_back":
             self.by_hash[r.package.package_hash] = r
             self.by_codepush_hash[r.package.codepush_hash] = r
@@ -145,29 +206,63 @@ class Lineage:
 
     def decide(self, d: Device, held: IndexedRelease | None, holds_something: bool, now: float) -> Decision:
         """The release this device should run (see docs/protocol.md, "Which release")."""
+        return self.choose(d, held, holds_something, now, (d.os, d.app_version)).decision
+
+    def choose(
+        self,
+        d: Device,
+        held: IndexedRelease | None,
+        holds_something: bool,
+        now: float,
+        binary: Hashable,
+    ) -> Outcome:
+        """:meth:`decide`, returning the memoised :class:`Outcome`.
+
+        ``binary`` must identify the device's (os, app_version) pair; callers that have
+        the raw request texts pass those, which hash faster than a :class:`Version`.
+        """
+        key = (held.id if held is not None else 0, holds_something, binary)
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.clear()
+            plan = self._plans[key] = self._plan(d, held, holds_something)
+        return plan.choose(d, now)
+
+    def _plan(self, d: Device, held: IndexedRelease | None, holds_something: bool) -> Plan:
+        """Precompute :meth:`decide` for everything but the per-device gates.
+
+        The rule: the newest live, compatible release that admits the device (a rollback
+        of the held package admits it unconditionally). A device keeps a newer paused or
+        halted release it already runs, so when the held release is kept, releases up to
+        it can only lead back to it and are not candidates.
+        """
         held_pk = held.package.pk if held is not None and held.package is not None else None
-        target: IndexedRelease | None = None
+        keeps = held is not None and held.status in KEPT and held.compatible(d)
+        steps: list[Step] = []
         for r in reversed(self.releases):
+            if keeps and held is not None and r.id <= held.id:
+                break
             if r.status not in LIVE or not r.compatible(d):
                 continue
-            if r.rollback_from_pk is not None and held_pk == r.rollback_from_pk:
-                target = r
+            rollback_of_held = r.rollback_from_pk is not None and held_pk == r.rollback_from_pk
+            outcome = Outcome(self._target(d, held, holds_something, r))
+            steps.append(Step(outcome, r.targeting, r.starts_at, rollback_of_held))
+            if rollback_of_held:
                 break
-            whitelisted = r.targeting.whitelisted(d)
-            if r.starts_at > now and not whitelisted:
-                continue
-            if r.targeting.admits(d):
-                target = r
-                break
-        # A device keeps a newer release it already runs unless that release was rolled back.
-        keeps = held is not None and held.status in KEPT and held.compatible(d)
-        if held is not None and keeps and (target is None or held.id > target.id):
-            return Decision("current", held, held=held)
-        if target is None:
-            if holds_something:
-                return Decision("none", held=held)
+        if keeps:
+            fallback = Decision("current", held, held=held)
+        elif holds_something:
+            fallback = Decision("none", held=held)
+        else:
             newer = self._needs_binary(d)
-            return Decision("binary_update", newer, held=held) if newer else Decision("none", held=held)
+            fallback = Decision("binary_update", newer, held=held) if newer else Decision("none", held=held)
+        return Plan(tuple(steps), Outcome(fallback))
+
+    def _target(
+        self, d: Device, held: IndexedRelease | None, holds_something: bool, target: IndexedRelease
+    ) -> Decision:
+        """The decision when ``target`` is the newest release admitting the device."""
         if target.package is None:
             action = "rollback_to_embedded" if holds_something else "none"
             return Decision(action, target, held=held)
@@ -219,9 +314,13 @@ class ChannelIndex:
     #: Release id → (lineage, release), for status reports.
     releases: dict[int, tuple[Lineage, IndexedRelease]] = field(default_factory=dict)
     release_count: int = 0
+    #: default_lineage() per kind, filled on first use (the index is not changed once built).
+    _defaults: dict[str, Lineage | None] = field(default_factory=dict, repr=False)
 
     def default_lineage(self, kind: str = "bundle") -> Lineage | None:
         """The lineage of ``kind`` released most recently (CodePush and Expo serve one bundle)."""
+        if kind in self._defaults:
+            return self._defaults[kind]
         best: Lineage | None = None
         for lin in self.lineages.values():
             if (
@@ -230,6 +329,8 @@ class ChannelIndex:
                 and (best is None or lin.releases[-1].id > best.releases[-1].id)
             ):
                 best = lin
+        if len(self._defaults) < 16:  # kinds come from the code, but stay bounded
+            self._defaults[kind] = best
         return best
 
 
