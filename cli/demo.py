@@ -36,13 +36,49 @@ async def _seed(settings: Settings) -> tuple[str, list[tuple[str, str]]]:
             with os.fdopen(fd, "w") as fh:
                 fh.write(token)
         try:
-            await tenancy.get_app(db, SAMPLE_APP)
+            app = await tenancy.get_app(db, SAMPLE_APP)
         except NotFound:
-            await tenancy.create_app(db, actor, SAMPLE_APP, ["ios", "android"])
+            app, _channels = await tenancy.create_app(db, actor, SAMPLE_APP, ["ios", "android"])
+            await _sample_release(settings, db, app, actor)
         channels = await tenancy.list_channels(db, SAMPLE_APP)
         return token, [(c.name, c.deployment_key) for c in channels]
     finally:
         await db.close()
+
+
+SAMPLE_FILES = {
+    "index.html": b'<!doctype html><title>Transfer</title><script src="app.3f2a1c.js"></script>',
+    "app.3f2a1c.js": b"document.title = 'Transfer 1.0.0';\n",
+    "style.css": b"body { font-family: sans-serif }\n",
+}
+
+
+async def _sample_release(settings: Settings, db: Any, app: Any, actor: Actor) -> None:
+    """Publish a tiny offline package and release it on staging, through the real services."""
+    import io
+    import zipfile
+
+    from mpaas.blobs import make_blob_store
+    from mpaas.packages.releases import ReleaseService, ReleaseSpec
+    from mpaas.packages.service import PackageService, PublishSpec
+    from mpaas.packages.uploads import Uploads
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in SAMPLE_FILES.items():
+            zf.writestr(name, data)
+    data = buf.getvalue()
+
+    async def chunks() -> Any:
+        yield data
+
+    uploads = Uploads(db, settings.uploads_dir, max_size=len(data), max_chunk=len(data))
+    packages = PackageService(db, make_blob_store(settings), uploads, settings.tmp_dir)
+    upload = await uploads.create(app, actor.name, len(data), None)
+    await uploads.append(app, upload.id, 0, chunks())
+    spec = PublishSpec(kind="offline", package_id="transfer", version="1.0.0", description="demo package")
+    await packages.publish(app, actor, upload.id, spec)
+    await ReleaseService(db, packages).create(app, actor, "staging", ReleaseSpec("transfer", "1.0.0"))
 
 
 def _login_cli(server: str, token: str) -> str:
@@ -80,6 +116,12 @@ def demo_cmd(overrides: dict[str, Any], host: str | None, port: int | None) -> N
             "    mpaas apps list",
             f"    mpaas channels list --app {SAMPLE_APP}",
             "    mpaas tokens create --role release-manager",
+            "    mpaas packages list --app superapp",
+            "    mpaas releases list --app superapp",
+            "  and ask for updates as a phone on staging would:",
+            f"    curl -s {server}/client/v1/updates -H 'X-Deployment-Key: {dict(channels)['staging']}' "
+            '-d \'{"device_id": "demo-phone", "os": "android", "app_version": "5.0.0", '
+            '"packages": [{"kind": "offline", "id": "transfer", "hash": null}]}\'',
             "Press Ctrl+C to stop.",
         ]
         click.echo("\n".join(lines), err=True)

@@ -42,6 +42,14 @@ def test_demo_serves_health_and_sample_app(tmp_path: Path) -> None:
         )
         with urllib.request.urlopen(req, timeout=5) as resp:
             assert [a["name"] for a in json.loads(resp.read())["items"]] == ["superapp"]
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/apps/superapp/packages",
+            headers={"Authorization": f"Bearer {cfg['token']}"},
+        )
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert [(p["id"], p["version"]) for p in json.loads(resp.read())["items"]] == [
+                ("transfer", "1.0.0")
+            ]
         assert (tmp_path / ".mpaas" / "mpaas.db").exists()
         assert oct((tmp_path / ".mpaas" / "demo-token").stat().st_mode & 0o777) == "0o600"
     finally:
