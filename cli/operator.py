@@ -128,7 +128,12 @@ def config_show(overrides: dict[str, Any], as_json: bool) -> None:
     emit_json(shown) if as_json else emit_record(shown)
 
 
-def serve(settings: Settings, *, banner: Callable[[], None] | None = None) -> None:
+def serve(settings: Settings, *, banner: Callable[[], None] | None = None, reuse_port: bool = False) -> None:
+    """Run one server process; ``reuse_port`` only for the workers of ``--workers N``.
+
+    Without it a second server on a taken port fails loudly instead of silently
+    sharing the port (and its clients) with whatever process holds it.
+    """
     from aiohttp import web
 
     from mpaas.app import create_app
@@ -154,7 +159,7 @@ def serve(settings: Settings, *, banner: Callable[[], None] | None = None) -> No
         port=settings.port,
         access_log=None,
         print=None,
-        reuse_port=True,
+        reuse_port=reuse_port,
         handle_signals=True,
     )
 
@@ -195,7 +200,10 @@ def serve_workers(settings: Settings, workers: int) -> None:
         migrate(settings)
     settings = settings.with_overrides(auto_migrate=False)
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=serve, args=(settings,), name=f"mpaas-worker-{i}") for i in range(workers)]
+    procs = [
+        ctx.Process(target=serve, args=(settings,), kwargs={"reuse_port": True}, name=f"mpaas-worker-{i}")
+        for i in range(workers)
+    ]
     for proc in procs:
         proc.start()
 

@@ -121,3 +121,19 @@ def test_unreachable_server_is_one_line(tmp_path: Path) -> None:
     proc = run_cli(["apps", "list"], env, check=False)
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: cannot reach the mpaas server") and proc.stderr.count("\n") == 1
+
+
+def test_second_server_on_a_taken_port_fails_loudly(cli_env: dict[str, str]) -> None:
+    """Regression: with SO_REUSEPORT always on, a second server silently shared the port."""
+    first = subprocess.Popen(
+        [*MPAAS, "server"], env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        wait_healthy(f"http://127.0.0.1:{cli_env['MPAAS_PORT']}", first)
+        second = subprocess.run([*MPAAS, "server"], env=cli_env, capture_output=True, text=True, timeout=60)
+        assert second.returncode != 0
+        assert "Traceback" not in second.stderr
+        assert "address already in use" in second.stderr.lower() or "error" in second.stderr.lower()
+    finally:
+        first.terminate()
+        first.wait(timeout=20)
