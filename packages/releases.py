@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, update
+from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -619,12 +619,23 @@ class ReleaseService:
         return release
 
     async def add_checks(self, counts: Mapping[int, int]) -> None:
-        """Flush batched check counts: one ``UPDATE … SET checks = checks + n`` per release."""
-        if not counts:
+        """Flush batched check counts in one executemany ``UPDATE … SET checks = checks + :n``.
+
+        Rows are sorted by release id so concurrent flushers lock them in the same order.
+        """
+        rows = [{"rid": release_id, "n": n} for release_id, n in sorted(counts.items()) if n]
+        if not rows:
             return
+        statement = (
+            update(ReleaseCounter)
+            .where(col(ReleaseCounter.release_id) == bindparam("rid"))
+            .values(checks=col(ReleaseCounter.checks) + bindparam("n"))
+        )
         async with self.db.write() as s:
-            for release_id, n in sorted(counts.items()):
-                await add_to_counters(s, release_id, {"checks": n})
+            # Core on the session's connection: a list of parameters is a plain executemany,
+            # not the ORM's bulk update by primary key.
+            connection = await s.connection()
+            await connection.execute(statement, rows)
 
 
 def _counter_dict(row: ReleaseCounter | None) -> dict[str, int]:
