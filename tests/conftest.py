@@ -24,7 +24,7 @@ from mpaas.appkeys import DB
 from mpaas.audit import Actor
 from mpaas.auth import create_token
 from mpaas.settings import Settings
-from tests_support import free_port
+from tests_support import Server, cli, cli_env, free_port
 
 PG_URL = os.environ.get("MPAAS_TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite", "postgres"]
@@ -204,3 +204,18 @@ async def stream() -> AsyncIterator[Callable[..., Any]]:
         return gen()
 
     yield make
+
+
+@pytest.fixture
+def server_env(settings: Settings, tmp_path: Path) -> Iterator[tuple[Server, dict[str, str]]]:
+    """A running `mpaas server` subprocess on this test's database, an admin token, app `bank`."""
+    env = cli_env(settings.data_dir, settings.database_url, tmp_path)
+    token = cli(["init"], env).stdout.strip()
+    server = Server(env)
+    server.start()
+    env |= {"MPAAS_SERVER": server.url, "MPAAS_TOKEN": token}
+    cli(["apps", "create", "bank", "--platform", "android"], env)
+    try:
+        yield server, env
+    finally:
+        server.stop()

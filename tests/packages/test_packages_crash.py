@@ -6,78 +6,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from mpaas.settings import Settings
-from tests_support import free_port
-
-MPAAS = [sys.executable, "-m", "mpaas.cli.main"]
-
-
-class Server:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.url = f"http://127.0.0.1:{env['MPAAS_PORT']}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [*MPAAS, "server"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            assert self.proc.poll() is None, "server exited"
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1):
-                    return
-            except OSError:
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.1)
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=20)
-
-
-def cli(args: list[str], env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([*MPAAS, *args], env=env, capture_output=True, text=True, timeout=300)
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
-
-
-@pytest.fixture
-def server_env(settings: Settings, tmp_path: Path) -> Iterator[tuple[Server, dict[str, str]]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MPAAS_")}
-    env |= {
-        "MPAAS_DATA_DIR": str(settings.data_dir),
-        "MPAAS_DATABASE_URL": settings.database_url,
-        "MPAAS_PORT": str(free_port()),
-        "MPAAS_CONFIG_HOME": str(tmp_path / "cfg"),
-        "MPAAS_CACHE_HOME": str(tmp_path / "cache"),
-        "MPAAS_LOG_JSON": "false",
-    }
-    token = cli(["init"], env).stdout.strip()
-    server = Server(env)
-    server.start()
-    env |= {"MPAAS_SERVER": server.url, "MPAAS_TOKEN": token}
-    cli(["apps", "create", "bank", "--platform", "android"], env)
-    try:
-        yield server, env
-    finally:
-        server.stop()
+from tests_support import MPAAS, Server, cli
 
 
 def write_tree(root: Path, files: int, salt: str = "") -> Path:

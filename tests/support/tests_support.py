@@ -2,10 +2,74 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+MPAAS = [sys.executable, "-m", "mpaas.cli.main"]
+
+
+class Server:
+    """A `mpaas server` subprocess for end-to-end tests."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.url = f"http://127.0.0.1:{env['MPAAS_PORT']}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [*MPAAS, "server"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            assert self.proc.poll() is None, "server exited"
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1):
+                    return
+            except OSError:
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.1)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+
+
+def cli(args: list[str], env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the `mpaas` CLI as a release engineer would; assert success unless told not to."""
+    proc = subprocess.run([*MPAAS, *args], env=env, capture_output=True, text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def cli_env(data_dir: Path, database_url: str, home: Path) -> dict[str, str]:
+    """The environment of a CLI and server pair: this test's database, its own config dirs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MPAAS_")}
+    return env | {
+        "MPAAS_DATA_DIR": str(data_dir),
+        "MPAAS_DATABASE_URL": database_url,
+        "MPAAS_PORT": str(free_port()),
+        "MPAAS_CONFIG_HOME": str(home / "cfg"),
+        "MPAAS_CACHE_HOME": str(home / "cache"),
+        "MPAAS_LOG_JSON": "false",
+    }
