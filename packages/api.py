@@ -14,6 +14,7 @@ from mpaas.downloads import serve_blob
 from mpaas.errors import MpaasError, ValidationError
 from mpaas.http import Api, dumps, field_str, json_response, page, pagination, read_object
 from mpaas.models import App
+from mpaas.packages.errors import PackageNotFound
 from mpaas.packages.models import KINDS, Package
 from mpaas.packages.service import PackageService, PublishSpec, delta_dict, package_dict
 from mpaas.packages.service_key import PACKAGES
@@ -289,13 +290,12 @@ async def package_archive(request: web.Request) -> web.StreamResponse:
 async def package_delta(request: web.Request) -> web.StreamResponse:
     _app_row, pkg = await _package(request)
     wanted = request.match_info["from_version"]
-    for d, base in await _service(request).deltas(pkg):
-        if base.version == wanted:
-            name = f"{pkg.package_id}-{base.version}-to-{pkg.version}.patch"
-            return await serve_blob(request, request.app[BLOBS], d.patch_sha256, filename=name)
-    from mpaas.packages.errors import PackageNotFound
-
-    raise PackageNotFound(f"no stored delta from {wanted} to {pkg.version}")
+    found = await _service(request).delta_from(pkg, wanted)
+    if found is None:
+        raise PackageNotFound(f"no stored delta from {wanted} to {pkg.version}")
+    delta_row, base = found
+    name = f"{pkg.package_id}-{base.version}-to-{pkg.version}.patch"
+    return await serve_blob(request, request.app[BLOBS], delta_row.patch_sha256, filename=name)
 
 
 @api.route(
@@ -320,7 +320,7 @@ async def package_diff(request: web.Request) -> web.Response:
         "changes": manifest_diff(await svc.manifest(old), await svc.manifest(new)),
         "delta": None,
     }
-    for d, base in await svc.deltas(new):
-        if base.id == old.id:
-            body["delta"] = delta_dict(d, base)
+    found = await svc.delta_from(new, old.version)
+    if found is not None:
+        body["delta"] = delta_dict(*found)
     return json_response(body)

@@ -39,7 +39,7 @@ from mpaas.locks import lock_row
 from mpaas.models import App
 from mpaas.packages import delta, intake
 from mpaas.packages.errors import InvalidPackageMeta, PackageNotFound, PackageVersionExists
-from mpaas.packages.manifest import Manifest
+from mpaas.packages.manifest import FileEntry, Manifest
 from mpaas.packages.models import KINDS, Package, PackageDelta, PackageFile
 from mpaas.packages.semver import check_range
 from mpaas.packages.uploads import Uploads
@@ -383,11 +383,16 @@ class PackageService:
             )
             return [(d, p) for d, p in rows.all()]
 
+    async def delta_from(self, pkg: Package, base_version: str) -> tuple[PackageDelta, Package] | None:
+        """The stored patch that turns ``base_version`` into ``pkg``, if one was kept."""
+        for delta_row, base in await self.deltas(pkg):
+            if base.version == base_version:
+                return delta_row, base
+        return None
+
     async def manifest(self, pkg: Package) -> Manifest:
         async with self.db.session() as s:
             rows = await s.exec(select(PackageFile).where(PackageFile.package_pk == pkg.id))
-            from mpaas.packages.manifest import FileEntry
-
             return Manifest(FileEntry(f.path, f.size, f.sha256) for f in rows.all())
 
     async def materialize(self, pkg: Package, dest: Path) -> Manifest:
