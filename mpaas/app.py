@@ -10,13 +10,13 @@ from datetime import timedelta
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from mpaas.appkeys import BLOBS, DB, GC_SOURCES, METRICS, SETTINGS
+from mpaas.appkeys import BLOBS, DB, EDGE, GC_SOURCES, METRICS, SETTINGS
 from mpaas.blobs import make_blob_store
 from mpaas.blobs.local import sweep_stale
 from mpaas.db import Database
 from mpaas.domains import domain_apis
 from mpaas.http import Api
-from mpaas.middleware import HttpMetrics, make_middleware
+from mpaas.middleware import Edge, HttpMetrics
 from mpaas.openapi import API_KEY
 from mpaas.settings import Settings
 
@@ -25,18 +25,18 @@ log = logging.getLogger("mpaas")
 
 def create_app(settings: Settings) -> web.Application:
     registry = CollectorRegistry()
-    app = web.Application(
-        client_max_size=settings.max_body_bytes,
-        middlewares=[make_middleware(HttpMetrics(registry), settings.max_body_bytes)],
-    )
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    edge = Edge(HttpMetrics(registry), settings.max_body_bytes)
     app[SETTINGS] = settings
     app[METRICS] = registry
 
     api = Api()
     for domain in domain_apis():
         api.extend(domain)
-    api.register(app)
+    api.register(app, edge)
+    edge.add_unmatched(app)
     app[API_KEY] = api
+    app[EDGE] = edge
 
     app[GC_SOURCES] = []
     app.cleanup_ctx.append(_database)

@@ -16,3 +16,5 @@ DB = web.AppKey("db", Database)
 BLOBS = web.AppKey("blobs", BlobStore)
 METRICS = web.AppKey("metrics", CollectorRegistry)
 GC_SOURCES: web.AppKey[list[Any]] = web.AppKey("gc_sources")
+#: mpaas.middleware.Edge: wraps every route (Api.register).
+EDGE: web.AppKey[Any] = web.AppKey("edge")

@@ -15,13 +15,13 @@ from mpaas.audit import Actor
 from mpaas.auth import create_token, list_tokens, principal_of, revoke_token
 from mpaas.errors import Unauthorized, ValidationError
 from mpaas.http import Api, field_str, json_response, page, pagination, read_object
-from mpaas.middleware import REQUEST_ID
+from mpaas.logs import request_id_var
 
 api = Api()
 
 
 def actor_of(request: web.Request) -> Actor:
-    return Actor(principal_of(request).actor, request.get(REQUEST_ID))
+    return Actor(principal_of(request).actor, request_id_var.get())
 
 
 @api.route(

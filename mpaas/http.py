@@ -89,14 +89,17 @@ class Api:
     def extend(self, other: Api) -> None:
         self.endpoints.extend(other.endpoints)
 
-    def register(self, app: web.Application) -> None:
+    def register(self, app: web.Application, edge: Any = None) -> None:
+        """Add every endpoint, role-guarded if admin, wrapped by ``edge`` (the app's if None)."""
+        from mpaas.appkeys import EDGE
         from mpaas.auth import require_roles
 
+        edge = edge if edge is not None else app[EDGE]
         for ep in self.endpoints:
             handler = ep.handler
             if ep.auth == "admin":
                 handler = require_roles(ep.roles)(handler)
-            app.router.add_route(ep.method, ep.path, handler)
+            app.router.add_route(ep.method, ep.path, edge.wrap(handler, ep.method, ep.path))
 
 
 async def read_json(request: web.Request) -> Any:

@@ -13,13 +13,12 @@ import logging
 import secrets
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from mpaas.appkeys import BLOBS
 from mpaas.blobs.base import check_digest
 from mpaas.downloads import serve_blob
-from mpaas.errors import BadRequest, NotFound, ValidationError
+from mpaas.errors import NotFound, ValidationError
 from mpaas.http import Api, dumps, json_response, read_object
 from mpaas.packages import protocol_codepush as cp
 from mpaas.packages import protocol_expo as expo
@@ -113,33 +112,20 @@ async def _channel_by_key(rt: ReleaseRuntime, key: Any) -> ChannelKey:
     return channel
 
 
-async def _read_check(request: web.Request) -> dict[str, Any]:
-    """:func:`mpaas.http.read_object` with orjson: the body is parsed on every poll.
-
-    Same answers (``invalid_json``, or ``validation_error`` for a non-object); orjson is stricter
-    only where JSON is (no NaN, no integers beyond 64 bits, no lone surrogates).
-    """
-    raw = await request.read()
-    if not raw:
-        raise BadRequest("request body is empty; a JSON object was expected", code="invalid_json")
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
-    if not isinstance(data, dict):
-        raise ValidationError("request body must be a JSON object")
-    return data
-
-
 def _etagged(
     request: web.Request, raw: bytes, extra: dict[str, str] | None = None, etag: str | None = None
 ) -> web.Response:
     """A JSON answer with an ETag (of ``raw`` unless given), or 304 if the client has it."""
     if etag is None:
         etag = '"' + hashlib.blake2b(raw, digest_size=16).hexdigest() + '"'
-    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
-    if extra:
-        headers |= extra
+    headers = (
+        {"ETag": etag, "Cache-Control": "private, no-cache", **extra}
+        if extra
+        else {
+            "ETag": etag,
+            "Cache-Control": "private, no-cache",
+        }
+    )
     match = request.headers.get("If-None-Match")
     if match and etag in [t.strip() for t in match.split(",")]:
         return web.Response(status=304, headers=headers)
@@ -160,15 +146,17 @@ def _etagged(
 )
 async def check_updates(request: web.Request) -> web.Response:
     rt = _rt(request)
-    data = await _read_check(request)
-    channel = await _channel_by_key(rt, request.headers.get("X-Deployment-Key") or data.get("deployment_key"))
-    check = native.parse_check(data)
-    index = await rt.index.get(channel)
-    result = native.answer(index, check, base_url(request, rt), rt.poll_interval, now())
-    checks = rt.index.checks
-    for release_id in result.counted:
-        checks.add(release_id)
-    return _etagged(request, result.body, {"X-Poll-Interval": str(rt.poll_interval)}, result.etag)
+    raw = await request.read()
+    key = request.headers.get("X-Deployment-Key")
+    if key:
+        index = rt.index.ready(key) or await rt.index.get(await _channel_by_key(rt, key))
+        table = native.table_for(index, base_url(request, rt), rt.poll_interval)
+        body, etag = native.native_check(table, raw, now())
+    else:  # the key in the body (clients that cannot set headers)
+        data = native.load_object(raw)
+        index = await rt.index.get(await _channel_by_key(rt, data.get("deployment_key")))
+        body, etag = native.answer(index, data, base_url(request, rt), rt.poll_interval, now())
+    return _etagged(request, body, rt.poll_header, etag)
 
 
 @api.route(

@@ -6,14 +6,23 @@ See ``docs/protocol.md`` for the wire format SDK authors implement.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
-from mpaas.errors import ValidationError
 from mpaas.http import dumps
-from mpaas.packages.models import KINDS
-from mpaas.packages.rollout import Device, cached_version
-from mpaas.packages.semver import InvalidVersion, Version
+from mpaas.packages.check_kernel import (
+    MAX_PACKAGES,
+    MAX_TAGS,
+    NativePlan,
+    NativeTable,
+    Plan,
+    Tally,
+    load_object,
+    native_answer,
+    native_check,
+    parse_device,
+    parse_installed,
+)
+from mpaas.packages.rollout import Device
 from mpaas.packages.update_index import (
     ChannelIndex,
     Decision,
@@ -23,115 +32,24 @@ from mpaas.packages.update_index import (
     PackageInfo,
 )
 
-MAX_PACKAGES = 500
-MAX_TAGS = 50
+__all__ = [
+    "MAX_PACKAGES",
+    "MAX_TAGS",
+    "answer",
+    "load_object",
+    "native_answer",
+    "native_check",
+    "parse_device",
+    "parse_installed",
+    "table_for",
+]
+
 #: Encoded fragments kept per outcome (distinct delta bases × base URLs).
 MAX_ENCODED = 256
-_KINDS = frozenset(KINDS)
-_PREFIXES: dict[tuple[str, int], bytes] = {}
-
-
-#: An installed package as the client names it: (kind, package id, package hash or None).
-Installed = tuple[str, str, str | None]
-
-
-class NativeCheck(NamedTuple):
-    device: Device
-    installed: tuple[Installed, ...]
-    discover: bool
-    #: The device's (os, app_version) as sent: the key of the per-binary decision plans.
-    binary: tuple[str | None, str | None] = (None, None)
-
-
-class Answer(NamedTuple):
-    body: bytes
-    #: Quoted; derived from the answer's content, so every process agrees on it.
-    etag: str
-    #: Release ids whose check counters move.
-    counted: list[int]
-
-
-def _str(data: Mapping[str, Any], name: str, *, required: bool = False, max_len: int = 128) -> str | None:
-    value = data.get(name)
-    if value is None or value == "":
-        if required:
-            raise ValidationError(f"field {name!r} is required")
-        return None
-    if not isinstance(value, str) or len(value) > max_len:
-        raise ValidationError(f"field {name!r} must be a string of at most {max_len} characters")
-    return value
-
-
-def _version(data: Mapping[str, Any], name: str) -> Version | None:
-    text = _str(data, name, max_len=64)
-    if text is None:
-        return None
-    try:
-        return cached_version(text)
-    except InvalidVersion:
-        raise ValidationError(f"field {name!r} must be a version such as 5.2.1, not {text!r}") from None
-
-
-def parse_device(data: Mapping[str, Any]) -> Device:
-    tags = data.get("tags") or []
-    if not isinstance(tags, list) or len(tags) > MAX_TAGS or not all(isinstance(t, str) for t in tags):
-        raise ValidationError(f"field 'tags' must be a list of at most {MAX_TAGS} strings")
-    os_name = _str(data, "os", max_len=32) or _str(data, "platform", max_len=32)
-    region = _str(data, "region", max_len=32)
-    tier = _str(data, "tier", max_len=64)
-    device_id = _str(data, "device_id", required=True)
-    assert device_id is not None
-    return Device(
-        device_id=device_id,
-        user_id=_str(data, "user_id"),
-        os=os_name.lower() if os_name else None,
-        os_version=_version(data, "os_version"),
-        model=_str(data, "model"),
-        region=region.lower() if region else None,
-        app_version=_version(data, "app_version"),
-        tags=frozenset(tags),
-        tier=tier.lower() if tier else None,
-    )
-
-
-def _installed(item: Any) -> Installed:
-    """One entry of ``packages``, validated with the precise error messages."""
-    if not isinstance(item, dict):
-        raise ValidationError("each entry of 'packages' must be an object with kind, id and hash")
-    kind = _str(item, "kind", required=True, max_len=16)
-    if kind not in KINDS:
-        raise ValidationError(f"package kind must be one of {', '.join(KINDS)}")
-    pid = _str(item, "id", required=True)
-    assert kind is not None and pid is not None
-    return (kind, pid, _str(item, "hash", max_len=64))
-
-
-def parse_check(data: Mapping[str, Any]) -> NativeCheck:
-    raw = data.get("packages") or []
-    if not isinstance(raw, list) or len(raw) > MAX_PACKAGES:
-        raise ValidationError(f"field 'packages' must be a list of at most {MAX_PACKAGES} objects")
-    installed = []
-    for item in raw:
-        # The common, valid entry is checked inline; anything else takes the path that
-        # names the problem.
-        if item.__class__ is dict:
-            kind, pid, digest = item.get("kind"), item.get("id"), item.get("hash")
-            if (
-                kind.__class__ is str
-                and kind in _KINDS
-                and pid.__class__ is str
-                and 0 < len(pid) <= 128
-                and (digest is None or (digest.__class__ is str and len(digest) <= 64))
-            ):
-                installed.append((kind, pid, digest or None))
-                continue
-        installed.append(_installed(item))
-    discover = data.get("discover", False)
-    if not isinstance(discover, bool):
-        raise ValidationError("field 'discover' must be a boolean")
-    device = parse_device(data)
-    app_version = data.get("app_version") or None
-    return NativeCheck(device, tuple(installed), discover, (device.os, app_version))
+#: Native tables kept per channel index (distinct base URLs × poll intervals).
+MAX_TABLES = 64
+#: The plan of a package the channel does not know: no gates, one outcome.
+_UNKNOWN = Plan((), (None,))
 
 
 def _blob(base_url: str, sha256: str, size: int, target: str) -> dict[str, Any]:
@@ -178,22 +96,12 @@ def package_answer(
     return out
 
 
-def _prefix(channel: str, poll_interval: int) -> bytes:
-    found = _PREFIXES.get((channel, poll_interval))
-    if found is None:
-        if len(_PREFIXES) >= 1024:
-            _PREFIXES.clear()
-        found = _PREFIXES[(channel, poll_interval)] = (
-            b'{"channel":' + dumps(channel) + b',"poll_interval":' + dumps(poll_interval) + b',"packages":['
-        )
-    return found
+def _digest(raw: bytes) -> int:
+    """A fragment's 64-bit content digest; the ETag combines them (check_kernel.combine)."""
+    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big")
 
 
-def _digest(raw: bytes) -> bytes:
-    return hashlib.blake2b(raw, digest_size=16).digest()
-
-
-def _encoded(lineage: Lineage, outcome: Outcome, held_hash: str | None, base_url: str) -> tuple[bytes, bytes]:
+def _encoded(lineage: Lineage, outcome: Outcome, held_hash: str | None, base_url: str) -> tuple[bytes, int]:
     """The package's answer object as JSON bytes, and their digest, made once per index build."""
     deltas = outcome.deltas
     base = held_hash if deltas and held_hash in deltas else None
@@ -207,52 +115,54 @@ def _encoded(lineage: Lineage, outcome: Outcome, held_hash: str | None, base_url
     return found
 
 
-def answer(index: ChannelIndex, check: NativeCheck, base_url: str, poll_interval: int, now: float) -> Answer:
-    """The answer body (bytes), its ETag, and the release ids whose check counters move.
+def table_for(index: ChannelIndex, base_url: str, poll_interval: int) -> NativeTable:
+    """The native check's memo for this index, base URL and poll interval.
 
-    Per installed package only the per-device gates run (:meth:`Lineage.choose`); the
-    package's JSON object is cached bytes, and the ETag hashes the objects' digests.
+    Its plans are built on first use (:func:`_builder`) and live as long as the index.
     """
-    device, binary, discover = check.device, check.binary, check.discover
-    lineages = index.lineages
-    unknown: list[bytes] = []
-    parts: list[bytes] = []
-    digests: list[bytes] = []
-    counted: list[int] = []
-    seen: set[tuple[str, str]] = set()
-    for kind, package_id, held_hash in check.installed:
-        key = (kind, package_id)
-        if key in seen:
-            continue
-        seen.add(key)
-        lineage = lineages.get(key)
+    key = (base_url, poll_interval)
+    table = index.native_tables.get(key)
+    if table is None:
+        prefix = (
+            b'{"channel":'
+            + dumps(index.channel_name)
+            + b',"poll_interval":'
+            + dumps(poll_interval)
+            + b',"packages":['
+        )
+        if len(index.native_tables) >= MAX_TABLES:
+            index.native_tables.clear()
+        table = index.native_tables[key] = NativeTable(
+            prefix, _digest(prefix), _builder(index, base_url), tuple(index.lineages)
+        )
+    return table
+
+
+def _builder(index: ChannelIndex, base_url: str) -> Any:
+    def build(kind: str, package_id: str, held_hash: str | None, device: Device) -> NativePlan:
+        lineage = index.lineages.get((kind, package_id))
         if lineage is None:
-            unknown.append(dumps({"kind": kind, "id": package_id, "action": "none"}))
-            continue
+            raw = dumps({"kind": kind, "id": package_id, "action": "none"})
+            return NativePlan(_UNKNOWN, (raw,), (_digest(raw),), (None,), (False,), True)
         held = lineage.by_hash.get(held_hash) if held_hash else None
-        outcome = lineage.choose(device, held, held_hash is not None, now, binary)
-        if held_hash is None and discover and outcome.decision.action == "none":
-            continue
-        if outcome.counted is not None:
-            counted.append(outcome.counted)
-        raw, digest = _encoded(lineage, outcome, held_hash, base_url)
-        parts.append(raw)
-        digests.append(digest)
-    if discover:
-        for key, lineage in lineages.items():
-            if key in seen:
-                continue
-            outcome = lineage.choose(device, None, False, now, binary)
-            if outcome.decision.action == "none":
-                continue
-            if outcome.counted is not None:
-                counted.append(outcome.counted)
-            raw, digest = _encoded(lineage, outcome, None, base_url)
-            parts.append(raw)
+        plan = lineage.plan(device, held, held_hash is not None, (device.os, device.app_version))
+        raws: list[bytes] = []
+        digests: list[int] = []
+        tallies: list[Tally | None] = []
+        quiet: list[bool] = []
+        for outcome in plan.outcomes:
+            raw, digest = _encoded(lineage, outcome, held_hash, base_url)
+            raws.append(raw)
             digests.append(digest)
-    if unknown:
-        parts[:0] = unknown
-        digests[:0] = [_digest(raw) for raw in unknown]
-    prefix = _prefix(index.channel_name, poll_interval)
-    etag = '"' + hashlib.blake2b(prefix + b"".join(digests), digest_size=16).hexdigest() + '"'
-    return Answer(prefix + b",".join(parts) + b"]}", etag, counted)
+            tallies.append(index.tally(outcome.counted) if outcome.counted is not None else None)
+            quiet.append(outcome.decision.action == "none")
+        return NativePlan(plan, tuple(raws), tuple(digests), tuple(tallies), tuple(quiet))
+
+    return build
+
+
+def answer(
+    index: ChannelIndex, data: dict[str, Any], base_url: str, poll_interval: int, now: float
+) -> tuple[bytes, str]:
+    """The answer body and ETag for a parsed request (see :func:`check_kernel.native_answer`)."""
+    return native_answer(table_for(index, base_url, poll_interval), data, now)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -23,6 +23,11 @@ class ReleaseRuntime:
     #: Base URL for download links; None means "from the request's Host".
     public_url: str | None = None
     signer: PartSigner | None = None
+    #: ``X-Poll-Interval``, made once: every update check sends it.
+    poll_header: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.poll_header = {"X-Poll-Interval": str(self.poll_interval)}
 
 
 RELEASES = web.AppKey("releases", ReleaseRuntime)

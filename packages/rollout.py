@@ -1,10 +1,13 @@
 """Gray rollout: deterministic buckets, whitelists and targeting rules.
 
-A device falls in bucket ``sha256("{seed}:{device id}") mod 10,000`` (the digest's
-first 8 bytes as a big-endian integer); a release at ``p`` basis points reaches
-buckets ``0 … p-1``. Raising 10 % to 20 % therefore keeps every device of the first
-10 %, and the seed (the release id, or the id of the release a rollback restores)
-makes each release pick an independent sample.
+A device falls in bucket ``fmix64(D XOR R) mod 10,000``, where ``D`` is
+``fmix64(FNV-1a-64(device id as UTF-8))``, ``R`` the first 8 bytes of
+``sha256("mpaas-rollout:{seed}")`` (big-endian) and ``fmix64`` MurmurHash3's 64-bit
+finaliser (:mod:`mpaas.packages.check_kernel`; ADR 0007). A release at ``p`` basis points
+reaches buckets ``0 … p-1``. Raising 10 % to 20 % therefore keeps every device of the
+first 10 %, and the seed (the release id, or the id of the release a rollback restores)
+makes each release pick an independent sample. A check hashes the device id once,
+however many releases it meets.
 
 Rules are short texts, all of which must hold (AND)::
 
@@ -20,15 +23,17 @@ negates it. A device that does not send an attribute fails every rule on it.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from mpaas.errors import ValidationError
-from mpaas.packages.release_models import BUCKETS
-from mpaas.packages.semver import InvalidVersion, Range, Version
+from mpaas.packages.check_kernel import Device, Gate, Probe, bucket, cached_version, seed_key
+from mpaas.packages.semver import InvalidVersion, Range
+
+__all__ = ["Device", "Rule", "Targeting", "bucket", "cached_version", "parse_rule", "parse_rules"]
 
 SET_FIELDS = ("os", "model", "region", "tag", "tier")
 VERSION_FIELDS = ("os_version", "app_version")
@@ -44,53 +49,10 @@ class InvalidRule(ValidationError):
     code = "invalid_rule"
 
 
-def bucket(device_id: str, seed: int) -> int:
-    """The device's bucket 0 … 9,999 for a release seed."""
-    return _bucket(f"{seed}:".encode(), device_id.encode())
-
-
-def _bucket(prefix: bytes, device_key: bytes) -> int:
-    """The first 8 bytes of ``sha256(prefix + device id)``, big-endian, mod 10,000.
-
-    Never change this formula: it decides which devices are in every running rollout.
-    """
-    digest = hashlib.sha256(prefix + device_key).digest()
-    return int.from_bytes(digest[:8], "big") % BUCKETS
-
-
-_VERSIONS: dict[str, Version] = {}
-
-
-def cached_version(text: str) -> Version:
-    """``Version.parse``, memoised: a fleet reports few distinct binary and OS versions."""
-    found = _VERSIONS.get(text)
-    if found is None:
-        found = Version.parse(text)  # raises InvalidVersion before anything is cached
-        if len(_VERSIONS) >= 4096:
-            _VERSIONS.clear()
-        _VERSIONS[text] = found
-    return found
-
-
 def percent_to_bp(percent: float) -> int:
     if not 0 <= percent <= 100:
         raise ValidationError(f"rollout must be between 0 and 100 percent, not {percent}")
     return round(percent * 100)
-
-
-@dataclass(frozen=True)
-class Device:
-    """What a client says about itself in an update check."""
-
-    device_id: str
-    user_id: str | None = None
-    os: str | None = None
-    os_version: Version | None = None
-    model: str | None = None
-    region: str | None = None
-    app_version: Version | None = None
-    tags: frozenset[str] = frozenset()
-    tier: str | None = None
 
 
 @dataclass(frozen=True)
@@ -166,39 +128,23 @@ def check_whitelist(data: Mapping[str, Any] | None) -> dict[str, list[str]]:
 
 @dataclass(frozen=True)
 class Targeting:
-    """A release's audience, compiled once when the index is built."""
+    """A release's audience, as stored: compiled to a :class:`Gate` when the index is built."""
 
     seed: int
     rollout_bp: int
     rules: tuple[Rule, ...] = ()
     device_ids: frozenset[str] = field(default_factory=frozenset)
     user_ids: frozenset[str] = field(default_factory=frozenset)
-    #: ``"{seed}:"`` encoded once: :func:`bucket` without the per-call formatting.
-    _prefix: bytes = field(init=False, repr=False, compare=False)
-    _listed: bool = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_prefix", f"{self.seed}:".encode())
-        object.__setattr__(self, "_listed", bool(self.device_ids or self.user_ids))
+    def gate(self, starts_at: float = 0.0) -> Gate:
+        return Gate(
+            self.rollout_bp, seed_key(self.seed), starts_at, self.rules, self.device_ids, self.user_ids
+        )
 
-    def whitelisted(self, d: Device) -> bool:
-        return d.device_id in self.device_ids or (d.user_id is not None and d.user_id in self.user_ids)
+    @cached_property
+    def _started(self) -> Gate:
+        return self.gate()
 
     def admits(self, d: Device) -> bool:
         """Whitelisted, or passing every rule and inside the rollout percentage."""
-        return self.admits_at(d, d.device_id.encode(), True)
-
-    def admits_at(self, d: Device, device_key: bytes, started: bool) -> bool:
-        """:meth:`admits` for the update check's hot path.
-
-        ``device_key`` is the device id, encoded once per check. A release that has not
-        ``started`` admits only its whitelist.
-        """
-        if self._listed and self.whitelisted(d):
-            return True
-        bp = self.rollout_bp
-        if not started or bp <= 0:
-            return False
-        if self.rules and not all(rule.test(d) for rule in self.rules):
-            return False
-        return bp >= BUCKETS or _bucket(self._prefix, device_key) < bp
+        return self._started.admits(Probe(d), 0.0)

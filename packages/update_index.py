@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +26,7 @@ from sqlmodel import col, select
 
 from mpaas.db import Database
 from mpaas.models import App, Channel
+from mpaas.packages.check_kernel import Gate, Plan, Probe, Tally
 from mpaas.packages.models import Package, PackageDelta
 from mpaas.packages.release_models import Release, ReleaseEpoch
 from mpaas.packages.rollout import Device, Targeting, parse_rules
@@ -97,6 +97,8 @@ class IndexedRelease:
     created_at: float
     range: CompiledRange | None
     targeting: Targeting
+    #: ``targeting`` with the start time, compiled for the hot path.
+    gate: Gate
     package: PackageInfo | None
     platform: str | None
     #: Package pk of the release this one rolls back: holders of it always qualify.
@@ -144,39 +146,11 @@ class Outcome:
             if decision.action == "update" and target is not None and target.package is not None
             else None
         )
-        self.encoded: dict[tuple[str | None, str], tuple[bytes, bytes]] = {}
+        self.encoded: dict[tuple[str | None, str], tuple[bytes, int]] = {}
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
-    """A candidate release, newest first, and the outcome if it admits the device."""
-
-    outcome: Outcome
-    targeting: Targeting
-    starts_at: float
-    #: A rollback of the package the device holds: taken without any gate.
-    unconditional: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """Everything about one lineage's decision that does not depend on the device's identity.
-
-    A plan is fixed by (the held release, whether the device holds anything, its OS and
-    binary version): which releases are candidates, and for each the resulting action,
-    target and mandatory flag. What is left per device is the gate of each candidate
-    (whitelist, start time, rules, rollout bucket), walked newest first.
-    """
-
-    steps: tuple[Step, ...]
-    fallback: Outcome
-
-    def choose(self, d: Device, now: float) -> Outcome:
-        key = d.device_id.encode()
-        for step in self.steps:
-            if step.unconditional or step.targeting.admits_at(d, key, step.starts_at <= now):
-                return step.outcome
-        return self.fallback
+#: Admits every device: a rollback of the package the device holds.
+UNCONDITIONAL = Gate(0, 0, unconditional=True)
 
 
 #: Plans kept per lineage before the memo starts over (distinct held releases × binaries).
@@ -221,13 +195,17 @@ class Lineage:
         ``binary`` must identify the device's (os, app_version) pair; callers that have
         the raw request texts pass those, which hash faster than a :class:`Version`.
         """
+        return self.plan(d, held, holds_something, binary).choose(Probe(d), now)
+
+    def plan(self, d: Device, held: IndexedRelease | None, holds_something: bool, binary: Hashable) -> Plan:
+        """The memoised :class:`Plan` for a held release and binary (the native check's entry)."""
         key = (held.id if held is not None else 0, holds_something, binary)
         plan = self._plans.get(key)
         if plan is None:
             if len(self._plans) >= MAX_PLANS:
                 self._plans.clear()
             plan = self._plans[key] = self._plan(d, held, holds_something)
-        return plan.choose(d, now)
+        return plan
 
     def _plan(self, d: Device, held: IndexedRelease | None, holds_something: bool) -> Plan:
         """Precompute :meth:`decide` for everything but the per-device gates.
@@ -239,15 +217,16 @@ class Lineage:
         """
         held_pk = held.package.pk if held is not None and held.package is not None else None
         keeps = held is not None and held.status in KEPT and held.compatible(d)
-        steps: list[Step] = []
+        gates: list[Gate] = []
+        outcomes: list[Outcome] = []
         for r in reversed(self.releases):
             if keeps and held is not None and r.id <= held.id:
                 break
             if r.status not in LIVE or not r.compatible(d):
                 continue
             rollback_of_held = r.rollback_from_pk is not None and held_pk == r.rollback_from_pk
-            outcome = Outcome(self._target(d, held, holds_something, r))
-            steps.append(Step(outcome, r.targeting, r.starts_at, rollback_of_held))
+            outcomes.append(Outcome(self._target(d, held, holds_something, r)))
+            gates.append(UNCONDITIONAL if rollback_of_held else r.gate)
             if rollback_of_held:
                 break
         if keeps:
@@ -257,7 +236,8 @@ class Lineage:
         else:
             newer = self._needs_binary(d)
             fallback = Decision("binary_update", newer, held=held) if newer else Decision("none", held=held)
-        return Plan(tuple(steps), Outcome(fallback))
+        outcomes.append(Outcome(fallback))
+        return Plan(tuple(gates), tuple(outcomes))
 
     def _target(
         self, d: Device, held: IndexedRelease | None, holds_something: bool, target: IndexedRelease
@@ -316,6 +296,22 @@ class ChannelIndex:
     release_count: int = 0
     #: default_lineage() per kind, filled on first use (the index is not changed once built).
     _defaults: dict[str, Lineage | None] = field(default_factory=dict, repr=False)
+    #: The native check's memo per (base URL, poll interval): see protocol_native.table_for.
+    native_tables: dict[tuple[str, int], Any] = field(default_factory=dict, repr=False)
+    #: Checks counted by the native check, per release, until UpdateIndex drains them.
+    tallies: dict[int, Tally] = field(default_factory=dict, repr=False)
+
+    def tally(self, release_id: int) -> Tally:
+        found = self.tallies.get(release_id)
+        if found is None:
+            found = self.tallies[release_id] = Tally(release_id)
+        return found
+
+    def drain_tallies(self, into: CheckCounter) -> None:
+        for release_id, tally in self.tallies.items():
+            n = tally.take()
+            if n:
+                into.add(release_id, n)
 
     def default_lineage(self, kind: str = "bundle") -> Lineage | None:
         """The lineage of ``kind`` released most recently (CodePush and Expo serve one bundle)."""
@@ -343,16 +339,21 @@ class ChannelKey:
 
 
 class CheckCounter:
-    """Check counts per release, kept in memory and flushed in one transaction."""
+    """Check counts per release, kept in memory and flushed in one transaction.
+
+    ``pending`` is one dict for the life of the process: the native check's tables
+    count into it directly.
+    """
 
     def __init__(self) -> None:
-        self.pending: Counter[int] = Counter()
+        self.pending: dict[int, int] = {}
 
-    def add(self, release_id: int) -> None:
-        self.pending[release_id] += 1
+    def add(self, release_id: int, n: int = 1) -> None:
+        self.pending[release_id] = self.pending.get(release_id, 0) + n
 
     def take(self) -> dict[int, int]:
-        taken, self.pending = dict(self.pending), Counter()
+        taken = dict(self.pending)
+        self.pending.clear()
         return taken
 
 
@@ -413,6 +414,16 @@ class UpdateIndex:
         self.keys[ch.deployment_key] = ref
         self.channels[(app.name, ch.name)] = ref
         return ref
+
+    def ready(self, deployment_key: str) -> ChannelIndex | None:
+        """The channel index of a known key if it is built and fresh: the poll's path, no await."""
+        ref = self.keys.get(deployment_key)
+        if ref is None:
+            return None
+        index = self.indexes.get(ref.channel_id)
+        if index is None or ref.channel_id in self._stale:
+            return None
+        return index
 
     async def get(self, channel: ChannelKey) -> ChannelIndex:
         index = self.indexes.get(channel.channel_id)
@@ -505,6 +516,9 @@ class UpdateIndex:
         index.release_count = len(rows)
         # If the channel changed again while we read, it is in _stale again: served now,
         # rebuilt on the next check.
+        previous = self.indexes.get(channel.channel_id)
+        if previous is not None:
+            previous.drain_tallies(self.checks)
         self.indexes[channel.channel_id] = index
         log.debug("index built", extra={"channel": channel.channel_id, "releases": len(rows), "epoch": epoch})
         return index
@@ -525,6 +539,8 @@ class UpdateIndex:
             await self.flush_checks(flush)
 
     async def flush_checks(self, flush: Any) -> None:
+        for index in self.indexes.values():
+            index.drain_tallies(self.checks)
         counts = self.checks.take()
         if not counts:
             return
@@ -533,7 +549,7 @@ class UpdateIndex:
         except Exception:
             log.exception("flushing check counters failed; retrying next time")
             for release_id, n in counts.items():
-                self.checks.pending[release_id] += n
+                self.checks.add(release_id, n)
 
 
 def _package_info(p: Package, deltas: Iterable[tuple[PackageDelta, Package]]) -> PackageInfo:
@@ -570,22 +586,25 @@ def _indexed(
         if entry is not None and entry.package is not None:
             rollback_from_pk = entry.package.pk
     platform = info.meta.get("platform") if info is not None and info.kind == "hotfix" else None
+    targeting = Targeting(
+        seed=r.seed,
+        rollout_bp=r.rollout_bp,
+        rules=parse_rules(r.rules),
+        device_ids=frozenset(wl.get("device_ids", ())),
+        user_ids=frozenset(wl.get("user_ids", ())),
+    )
+    starts_at = r.starts_at.timestamp()
     return IndexedRelease(
         id=r.id,
         seq=r.seq,
         status=r.status,
         mandatory=r.mandatory,
         description=r.description,
-        starts_at=r.starts_at.timestamp(),
+        starts_at=starts_at,
         created_at=r.created_at.timestamp(),
         range=_compiled(ranges, r.target_binary_range),
-        targeting=Targeting(
-            seed=r.seed,
-            rollout_bp=r.rollout_bp,
-            rules=parse_rules(r.rules),
-            device_ids=frozenset(wl.get("device_ids", ())),
-            user_ids=frozenset(wl.get("user_ids", ())),
-        ),
+        targeting=targeting,
+        gate=targeting.gate(starts_at),
         package=info,
         platform=platform,
         rollback_from_pk=rollback_from_pk,

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from mpaas.app import create_app
+from mpaas.http import Api
 from mpaas.settings import Settings
 
 
@@ -98,7 +99,9 @@ async def test_unexpected_error_is_500_without_traceback(aiohttp_client: Any, se
     async def boom(request: web.Request) -> web.Response:
         raise RuntimeError("secret internals at /etc/passwd")
 
-    app.router.add_get("/boom", boom)
+    extra = Api()
+    extra.route("GET", "/boom", summary="fails", tag="test", auth="public")(boom)
+    extra.register(app)
     client = await aiohttp_client(app)
     resp = await client.get("/boom")
     assert resp.status == 500
