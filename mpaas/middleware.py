@@ -27,6 +27,7 @@ from collections.abc import Iterator
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from multidict import istr
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
@@ -186,7 +187,7 @@ class Edge:
         var = request_id_var
 
         async def edge(request: web.Request) -> web.StreamResponse:
-            rid = request.headers.get("X-Request-Id")
+            rid = request.headers.get(X_REQUEST_ID)
             if rid is None or not _valid_request_id(rid):
                 rid = next_id()
             token = var.set(rid)
@@ -206,7 +207,7 @@ class Edge:
                 var.reset(token)
             elapsed = perf() - started
             if not response.prepared:
-                response.headers["X-Request-Id"] = rid
+                response.headers[X_REQUEST_ID] = rid
             status = response.status
             # RouteStats.record, inline: this runs on every request.
             by_status[status] = by_status.get(status, 0) + 1
@@ -252,6 +253,8 @@ class Edge:
 
 
 UNMATCHED = "mpaas-unmatched"
+#: Header names as multidict's case-folded keys, made once (a str key is folded per use).
+X_REQUEST_ID = istr("X-Request-Id")
 
 
 def _error(request: web.Request, exc: Exception, rid: str) -> web.StreamResponse:

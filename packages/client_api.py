@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import time
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from multidict import istr
 
 from mpaas.appkeys import BLOBS
 from mpaas.blobs.base import check_digest
@@ -98,9 +100,7 @@ def _rt(request: web.Request) -> ReleaseRuntime:
 
 
 def base_url(request: web.Request, rt: ReleaseRuntime) -> str:
-    if rt.public_url:
-        return rt.public_url.rstrip("/")
-    return f"{request.scheme}://{request.host}"
+    return rt.base_url or f"{request.scheme}://{request.host}"
 
 
 async def _channel_by_key(rt: ReleaseRuntime, key: Any) -> ChannelKey:
@@ -112,21 +112,19 @@ async def _channel_by_key(rt: ReleaseRuntime, key: Any) -> ChannelKey:
     return channel
 
 
+X_DEPLOYMENT_KEY = istr("X-Deployment-Key")
+
+
 def _etagged(
     request: web.Request, raw: bytes, extra: dict[str, str] | None = None, etag: str | None = None
 ) -> web.Response:
     """A JSON answer with an ETag (of ``raw`` unless given), or 304 if the client has it."""
     if etag is None:
         etag = '"' + hashlib.blake2b(raw, digest_size=16).hexdigest() + '"'
-    headers = (
-        {"ETag": etag, "Cache-Control": "private, no-cache", **extra}
-        if extra
-        else {
-            "ETag": etag,
-            "Cache-Control": "private, no-cache",
-        }
-    )
-    match = request.headers.get("If-None-Match")
+    headers = {hdrs.ETAG: etag, hdrs.CACHE_CONTROL: "private, no-cache"}
+    if extra:
+        headers.update(extra)
+    match = request.headers.get(hdrs.IF_NONE_MATCH)
     if match and etag in [t.strip() for t in match.split(",")]:
         return web.Response(status=304, headers=headers)
     return web.Response(body=raw, content_type="application/json", headers=headers)
@@ -147,11 +145,11 @@ def _etagged(
 async def check_updates(request: web.Request) -> web.Response:
     rt = _rt(request)
     raw = await request.read()
-    key = request.headers.get("X-Deployment-Key")
+    key = request.headers.get(X_DEPLOYMENT_KEY)
     if key:
         index = rt.index.ready(key) or await rt.index.get(await _channel_by_key(rt, key))
         table = native.table_for(index, base_url(request, rt), rt.poll_interval)
-        body, etag = native.native_check(table, raw, now())
+        body, etag = native.native_check(table, raw, time.time())
     else:  # the key in the body (clients that cannot set headers)
         data = native.load_object(raw)
         index = await rt.index.get(await _channel_by_key(rt, data.get("deployment_key")))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from multidict import istr
 
 from mpaas.packages.protocol_codepush import CodePushDiffs
 from mpaas.packages.protocol_expo import ExpoManifests, PartSigner
@@ -25,9 +26,12 @@ class ReleaseRuntime:
     signer: PartSigner | None = None
     #: ``X-Poll-Interval``, made once: every update check sends it.
     poll_header: dict[str, str] = field(init=False)
+    #: ``public_url`` without a trailing slash, or "" to use the request's Host.
+    base_url: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.poll_header = {"X-Poll-Interval": str(self.poll_interval)}
+        self.poll_header = {istr("X-Poll-Interval"): str(self.poll_interval)}
+        self.base_url = (self.public_url or "").rstrip("/")
 
 
 RELEASES = web.AppKey("releases", ReleaseRuntime)
