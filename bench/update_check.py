@@ -225,6 +225,20 @@ async def seed(settings: object) -> tuple[str, list[tuple[str, str]]]:
     return key, held
 
 
+def seeded(work: Path, **extra: str) -> tuple[dict[str, str], str, list[tuple[str, str]]]:
+    """The server environment for a data directory in ``work``, seeded; its key and held packages."""
+    from mpaas.settings import Settings
+
+    env = os.environ | {
+        "MPAAS_DATA_DIR": str(work / "data"),
+        "MPAAS_LOG_LEVEL": "WARNING",
+        "MPAAS_PUBLIC_URL": "http://127.0.0.1",
+        **extra,
+    }
+    key, held = asyncio.run(seed(Settings.from_env({k: v for k, v in env.items() if k.startswith("MPAAS_")})))
+    return env, key, held
+
+
 def start_mpaas(
     env: dict[str, str], port: int, workers: int = 1, *, pin: bool = True
 ) -> subprocess.Popen[bytes]:
@@ -256,16 +270,8 @@ def main() -> int:
         print(f"skipped: {' and '.join(missing)} not installed (sudo apt-get install wrk nginx)")
         return 0
 
-    from mpaas.settings import Settings
-
     work = Path(tempfile.mkdtemp(prefix="mpaas-bench-"))
-    env = os.environ | {
-        "MPAAS_DATA_DIR": str(work / "data"),
-        "MPAAS_LOG_LEVEL": "WARNING",
-        "MPAAS_PUBLIC_URL": "http://127.0.0.1",
-    }
-    settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("MPAAS_")})
-    key, held = asyncio.run(seed(settings))
+    env, key, held = seeded(work)
     installed = ",".join(f'{{"kind":"bundle","id":"{pid}","hash":"{h}"}}' for pid, h in held)
     native_lua = work / "native.lua"
     head = '{"app_version":"5.3.0","os":"android","packages":[' + installed + '],"device_id":"'

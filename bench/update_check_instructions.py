@@ -20,7 +20,6 @@ reads and writes, the same for both). The ratio is what the code asks of the CPU
 from __future__ import annotations
 
 import argparse
-import asyncio
 import glob
 import http.client
 import os
@@ -34,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from update_check import seed
+from update_check import seeded
 
 SERVE = """
 import asyncio, sys
@@ -93,18 +92,13 @@ def main() -> int:
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("skipped: valgrind not installed (sudo apt-get install valgrind)")
         return 0
-    from mpaas.settings import Settings
-
     work = Path(tempfile.mkdtemp(prefix="mpaas-bench-ir-"))
-    env = os.environ | {
-        "MPAAS_DATA_DIR": str(work / "data"),
-        "MPAAS_LOG_LEVEL": "WARNING",
-        "MPAAS_PUBLIC_URL": "http://127.0.0.1",
-        "MPAAS_RELEASE_POLL_SECONDS": "300",
-        "MPAAS_COUNTER_FLUSH_SECONDS": "3600",
-        "MPAAS_PUSH_POLL_INTERVAL": "60",
-    }
-    key, held = asyncio.run(seed(Settings.from_env({k: v for k, v in env.items() if k.startswith("MPAAS_")})))
+    env, key, held = seeded(
+        work,
+        MPAAS_RELEASE_POLL_SECONDS="300",
+        MPAAS_COUNTER_FLUSH_SECONDS="3600",
+        MPAAS_PUSH_POLL_INTERVAL="60",
+    )
     installed = ",".join(f'{{"kind":"bundle","id":"{pid}","hash":"{h}"}}' for pid, h in held)
     body = (
         '{"app_version":"5.3.0","os":"android","packages":[' + installed + '],"device_id":"PROBE"}'

@@ -551,13 +551,7 @@ def native_answer(table: NativeTable, data: dict, now: float) -> tuple[bytes, st
     pids: dict = table._pids((device.os, data.get("app_version") or None))
     table._requests += 1
     stamp: cython.ulonglong = table._requests
-    unknown: list = []
-    parts: list = [table.prefix]
-    first: bytes = b""
-    tallies: list = []
-    h: cython.ulonglong = table.prefix_digest
-    hu: cython.ulonglong = 0
-    d: cython.ulonglong
+    answer = _Answer(table)
     nplan: NativePlan
     slot: _Slot
     i: cython.Py_ssize_t
@@ -587,16 +581,7 @@ def native_answer(table: NativeTable, data: dict, now: float) -> tuple[bytes, st
         i = nplan.plan.pick(probe, now)
         if discover and digest is None and nplan.quiet[i]:
             continue
-        d = nplan.digests[i]
-        if nplan.unknown:
-            unknown.append(nplan.raws[i])
-            hu = _mix(hu, d)
-            continue
-        if not first:
-            first = nplan.raws[i]
-        parts.append(nplan._craws[i])
-        h = _mix(h, d)
-        tallies.append(nplan.tallies[i])
+        answer.add(nplan, i)
     if discover:
         for key in table.lineage_keys:
             kind, pid = key
@@ -605,14 +590,9 @@ def native_answer(table: NativeTable, data: dict, now: float) -> tuple[bytes, st
                 continue
             nplan = table._plan(slot, pid, None, device)
             i = nplan.plan.pick(probe, now)
-            if nplan.quiet[i]:
-                continue
-            if not first:
-                first = nplan.raws[i]
-            parts.append(nplan._craws[i])
-            h = _mix(h, nplan.digests[i])
-            tallies.append(nplan.tallies[i])
-    return _finish(parts, first, unknown, tallies, h, hu)
+            if not nplan.quiet[i]:
+                answer.add(nplan, i)
+    return answer.finish()
 
 
 # -- the native answer from raw bytes, with the packages list memoised -------------------
@@ -898,47 +878,63 @@ def _shaped(
             shape.by_binary.clear()
         plans = shape.by_binary[binary] = tuple(built)
     probe = Probe(device)
-    unknown: list = []
-    parts: list = [table.prefix]
-    first: bytes = b""
-    tallies: list = []
-    h: cython.ulonglong = table.prefix_digest
-    hu: cython.ulonglong = 0
-    d: cython.ulonglong
+    answer = _Answer(table)
     nplan: NativePlan
-    i: cython.Py_ssize_t
     for p in plans:
         nplan = p
-        i = nplan.plan.pick(probe, now)
-        d = nplan.digests[i]
+        answer.add(nplan, nplan.plan.pick(probe, now))
+    return answer.finish()
+
+
+@cython.cclass
+class _Answer:
+    """The answer being assembled: package objects in order, unknown ones first, and its ETag."""
+
+    parts: list
+    unknown: list
+    tallies: list
+    first: bytes
+    h: cython.ulonglong
+    hu: cython.ulonglong
+
+    def __init__(self, table: NativeTable) -> None:
+        self.parts = [table.prefix]
+        self.unknown = []
+        self.tallies = []
+        self.first = b""
+        self.h = table.prefix_digest
+        self.hu = 0
+
+    @cython.cfunc
+    def add(self, nplan: NativePlan, i: cython.Py_ssize_t) -> cython.void:
+        d: cython.ulonglong = nplan.digests[i]
         if nplan.unknown:
-            unknown.append(nplan.raws[i])
-            hu = _mix(hu, d)
-            continue
-        if not first:
-            first = nplan.raws[i]
-        parts.append(nplan._craws[i])
-        h = _mix(h, d)
-        tallies.append(nplan.tallies[i])
-    return _finish(parts, first, unknown, tallies, h, hu)
+            self.unknown.append(nplan.raws[i])
+            self.hu = _mix(self.hu, d)
+            return
+        if not self.first:
+            self.first = nplan.raws[i]
+        self.parts.append(nplan._craws[i])
+        self.h = _mix(self.h, d)
+        self.tallies.append(nplan.tallies[i])
 
-
-@cython.cfunc
-def _finish(
-    parts: list, first: bytes, unknown: list, tallies: list, h: cython.ulonglong, hu: cython.ulonglong
-) -> tuple:
-    tally: Tally
-    for t in tallies:
-        if t is not None:
-            tally = t
-            tally.n += 1
-    if unknown:
-        parts.insert(1, b",".join(unknown))  # the known objects that follow keep their commas
-        h = _mix(h, hu)
-    elif first:
-        parts[1] = first
-    parts.append(b"]}")
-    return b"".join(parts), f'"{h:016x}"'
+    @cython.cfunc
+    def finish(self) -> tuple:
+        """Count the checks and join the bytes: only once the whole request is valid."""
+        tally: Tally
+        for t in self.tallies:
+            if t is not None:
+                tally = t
+                tally.n += 1
+        parts = self.parts
+        h: cython.ulonglong = self.h
+        if self.unknown:
+            parts.insert(1, b",".join(self.unknown))  # the known objects that follow keep their commas
+            h = _mix(h, self.hu)
+        elif self.first:
+            parts[1] = self.first
+        parts.append(b"]}")
+        return b"".join(parts), f'"{h:016x}"'
 
 
 def native_check(table: NativeTable, raw: bytes, now: float) -> tuple[bytes, str]:

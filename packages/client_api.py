@@ -121,7 +121,7 @@ def _etagged(
     """A JSON answer with an ETag (of ``raw`` unless given), or 304 if the client has it."""
     if etag is None:
         etag = '"' + hashlib.blake2b(raw, digest_size=16).hexdigest() + '"'
-    headers = {hdrs.ETAG: etag, hdrs.CACHE_CONTROL: "private, no-cache"}
+    headers: dict[str, str] = {hdrs.ETAG: etag, hdrs.CACHE_CONTROL: "private, no-cache"}
     if extra:
         headers.update(extra)
     match = request.headers.get(hdrs.IF_NONE_MATCH)
