@@ -128,6 +128,16 @@ async def test_healthz_and_metrics(client: Any) -> None:
     text = await resp.text()
     assert "mpaas_http_requests_total" in text
     assert 'route="/healthz"' in text
+    # Counted per route and status, with a latency histogram, collected at scrape time.
+    assert 'mpaas_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in text
+    assert 'mpaas_http_request_seconds_count{method="GET",route="/healthz"} 1.0' in text
+    assert 'mpaas_http_request_seconds_bucket{le="+Inf",method="GET",route="/healthz"} 1.0' in text
+
+
+async def test_unknown_paths_are_counted_as_unmatched(client: Any) -> None:
+    await client.get("/no/such/path")
+    text = await (await client.get("/metrics")).text()
+    assert 'mpaas_http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
 
 
 async def test_metrics_token(aiohttp_client: Any, make_settings: Any) -> None:
