@@ -9,6 +9,7 @@ body, the reference) on each.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -70,15 +71,34 @@ def test_buckets_agree(device_id: str, seed: int) -> None:
     assert compiled_kernel.combine(seed, seed * 7) == pure_kernel.combine(seed, seed * 7)
 
 
+def _fmix64(x: int) -> int:
+    x ^= x >> 33
+    x = x * 0xFF51AFD7ED558CCD % 2**64
+    x ^= x >> 33
+    x = x * 0xC4CEB9FE1A85EC53 % 2**64
+    return x ^ (x >> 33)
+
+
+def _documented_bucket(device_id: str, seed: int) -> int:
+    """docs/protocol.md's formula, written out independently of the kernel."""
+    h = 0xCBF29CE484222325
+    for byte in device_id.encode():
+        h = (h ^ byte) * 0x100000001B3 % 2**64
+    release = int.from_bytes(hashlib.sha256(b"mpaas-rollout:%d" % seed).digest()[:8], "big")
+    return _fmix64(_fmix64(h) ^ release) % 10_000
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=40), st.integers(min_value=0, max_value=2**40))
+def test_buckets_follow_the_documented_formula(device_id: str, seed: int) -> None:
+    assert compiled_kernel.bucket(device_id, seed) == _documented_bucket(device_id, seed)
+
+
 def test_bucket_formula_is_pinned() -> None:
     """Changing the formula moves devices in and out of every running rollout: never do it."""
-    assert [compiled_kernel.bucket(f"device-{i}", 42) for i in range(5)] == [
-        pure_kernel.bucket(f"device-{i}", 42) for i in range(5)
-    ]
-    assert compiled_kernel.bucket("device-0", 1) == PINNED_BUCKET
-
-
-PINNED_BUCKET = compiled_kernel.bucket("device-0", 1)
+    for k in KERNELS:
+        assert [k.bucket(f"device-{i}", 42) for i in range(5)] == [6969, 6483, 5870, 1388, 8053]
+        assert k.bucket("device-0", 1) == 2936
 
 
 # -- the packages scanner ----------------------------------------------------------------
