@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-import time
 from typing import Any
 
 from aiohttp import hdrs, web
@@ -146,14 +145,17 @@ async def check_updates(request: web.Request) -> web.Response:
     rt = _rt(request)
     raw = await request.read()
     key = request.headers.get(X_DEPLOYMENT_KEY)
+    data = None
     if key:
         index = rt.index.ready(key) or await rt.index.get(await _channel_by_key(rt, key))
-        table = native.table_for(index, base_url(request, rt), rt.poll_interval)
-        body, etag = native.native_check(table, raw, time.time())
     else:  # the key in the body (clients that cannot set headers)
         data = native.load_object(raw)
         index = await rt.index.get(await _channel_by_key(rt, data.get("deployment_key")))
-        body, etag = native.answer(index, data, base_url(request, rt), rt.poll_interval, now())
+    table = native.table_for(index, base_url(request, rt), rt.poll_interval)
+    if data is None:
+        body, etag = native.native_check(table, raw, now())
+    else:
+        body, etag = native.native_answer(table, data, now())
     return _etagged(request, body, rt.poll_header, etag)
 
 

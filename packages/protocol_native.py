@@ -10,8 +10,6 @@ from typing import Any
 
 from mpaas.http import dumps
 from mpaas.packages.check_kernel import (
-    MAX_PACKAGES,
-    MAX_TAGS,
     NativePlan,
     NativeTable,
     Plan,
@@ -19,8 +17,6 @@ from mpaas.packages.check_kernel import (
     load_object,
     native_answer,
     native_check,
-    parse_device,
-    parse_installed,
 )
 from mpaas.packages.rollout import Device
 from mpaas.packages.update_index import (
@@ -32,17 +28,8 @@ from mpaas.packages.update_index import (
     PackageInfo,
 )
 
-__all__ = [
-    "MAX_PACKAGES",
-    "MAX_TAGS",
-    "answer",
-    "load_object",
-    "native_answer",
-    "native_check",
-    "parse_device",
-    "parse_installed",
-    "table_for",
-]
+#: The entry points, with table_for: the kernel's, for a body as raw bytes or parsed.
+__all__ = ["load_object", "native_answer", "native_check", "table_for"]
 
 #: Encoded fragments kept per outcome (distinct delta bases × base URLs).
 MAX_ENCODED = 256
@@ -159,10 +146,3 @@ def _builder(index: ChannelIndex, base_url: str) -> Any:
         return NativePlan(plan, tuple(raws), tuple(digests), tuple(tallies), tuple(quiet))
 
     return build
-
-
-def answer(
-    index: ChannelIndex, data: dict[str, Any], base_url: str, poll_interval: int, now: float
-) -> tuple[bytes, str]:
-    """The answer body and ETag for a parsed request (see :func:`check_kernel.native_answer`)."""
-    return native_answer(table_for(index, base_url, poll_interval), data, now)

@@ -95,6 +95,13 @@ async def test_update_delta_etag_download(
     bad = await client.post("/client/v1/updates", json=req, headers={"X-Deployment-Key": "nope"})
     assert bad.status == 401 and (await bad.json())["error"]["code"] == "invalid_deployment_key"
 
+    # The key may travel in the body instead (clients that cannot set headers): same answer.
+    in_body = await client.post("/client/v1/updates", json=req | {"deployment_key": key})
+    assert in_body.status == 200 and in_body.headers["ETag"] == etag
+    assert await in_body.read() == await first.read()
+    unknown = await client.post("/client/v1/updates", json=req | {"deployment_key": "nope"})
+    assert unknown.status == 401
+
 
 async def test_skipped_mandatory_release_still_reports_mandatory(
     client: Any, bank: dict[str, str], publish: Any, release: Release
