@@ -139,6 +139,16 @@ class RequestIds:
 
 
 _request_ids = RequestIds()
+#: Header names as multidict's case-folded keys, made once (a str key is folded per use).
+X_REQUEST_ID = istr("X-Request-Id")
+
+
+def request_id(request: web.Request) -> str:
+    """The client's ``X-Request-Id`` if it is a plausible id, else a new one."""
+    rid = request.headers.get(X_REQUEST_ID)
+    if rid is None or not _valid_request_id(rid):
+        rid = _request_ids.next()
+    return rid
 
 
 def _valid_request_id(rid: str) -> bool:
@@ -180,16 +190,13 @@ class Edge:
         stats = self.metrics.route(method, route)
         by_status, buckets = stats.by_status, stats.buckets
         max_body = self.max_body
-        next_id = _request_ids.next
         perf = time.perf_counter
         bounds = LATENCY_BUCKETS
         enabled = log.isEnabledFor
         var = request_id_var
 
         async def edge(request: web.Request) -> web.StreamResponse:
-            rid = request.headers.get(X_REQUEST_ID)
-            if rid is None or not _valid_request_id(rid):
-                rid = next_id()
+            rid = request_id(request)
             token = var.set(rid)
             started = perf()
             response: web.StreamResponse
@@ -226,9 +233,7 @@ class Edge:
         metrics = self.metrics
 
         async def unmatched(request: web.Request) -> web.StreamResponse:
-            rid = request.headers.get("X-Request-Id")
-            if rid is None or not _valid_request_id(rid):
-                rid = _request_ids.next()
+            rid = request_id(request)
             allowed: set[str] = set()
             for resource in request.app.router.resources():
                 if resource.name == UNMATCHED:
@@ -245,7 +250,7 @@ class Edge:
                 )
             else:
                 response = error_response(404, "not_found", "no such resource")
-            response.headers["X-Request-Id"] = rid
+            response.headers[X_REQUEST_ID] = rid
             metrics.record(request.method, "unmatched", response.status, 0.0)
             return response
 
@@ -253,8 +258,6 @@ class Edge:
 
 
 UNMATCHED = "mpaas-unmatched"
-#: Header names as multidict's case-folded keys, made once (a str key is folded per use).
-X_REQUEST_ID = istr("X-Request-Id")
 
 
 def _error(request: web.Request, exc: Exception, rid: str) -> web.StreamResponse:

@@ -345,13 +345,17 @@ def parse_device(data: Mapping[str, Any]) -> Device:
     return _device(_as_dict(data))
 
 
+def _known_kind(kind: str) -> str:
+    if kind not in _KINDS:
+        raise ValidationError(f"package kind must be one of {', '.join(KINDS)}")
+    return kind
+
+
 def parse_installed(item: Any) -> tuple[str, str, str | None]:
     """One entry of ``packages``: (kind, package id, package hash or None)."""
     if type(item) is not dict:
         raise ValidationError("each entry of 'packages' must be an object with kind, id and hash")
-    kind = _text(item, "kind", 16, True)
-    if kind not in _KINDS:
-        raise ValidationError(f"package kind must be one of {', '.join(KINDS)}")
+    kind = _known_kind(_text(item, "kind", 16, True))
     return (kind, _text(item, "id", 128, True), _text(item, "hash", 64, False))
 
 
@@ -425,12 +429,6 @@ class NativePlan:
 
 #: Builds the plan of one installed package: (kind, id, hash or None, device) → plan.
 PlanBuilder = Callable[[str, str, "str | None", Device], NativePlan]
-
-
-def _known_kind(kind: str) -> str:
-    if kind not in _KINDS:
-        raise ValidationError(f"package kind must be one of {', '.join(KINDS)}")
-    return kind
 
 
 @cython.cclass
@@ -842,7 +840,6 @@ def _shape(table: NativeTable, raw: bytes, start: cython.Py_ssize_t, end: cython
     installed = []
     for item in items:
         kind, pid, digest = parse_installed(item)
-        _known_kind(kind)
         if (kind, pid) in seen:
             continue
         seen.add((kind, pid))

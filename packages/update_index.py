@@ -341,8 +341,8 @@ class ChannelKey:
 class CheckCounter:
     """Check counts per release, kept in memory and flushed in one transaction.
 
-    ``pending`` is one dict for the life of the process: the native check's tables
-    count into it directly.
+    The CodePush and Expo checks add here; the native check counts in its index's
+    :class:`Tally` objects, which :meth:`ChannelIndex.drain_tallies` empties into this.
     """
 
     def __init__(self) -> None:
