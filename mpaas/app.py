@@ -26,17 +26,16 @@ log = logging.getLogger("mpaas")
 def create_app(settings: Settings) -> web.Application:
     registry = CollectorRegistry()
     app = web.Application(client_max_size=settings.max_body_bytes)
-    edge = Edge(HttpMetrics(registry), settings.max_body_bytes)
     app[SETTINGS] = settings
     app[METRICS] = registry
+    app[EDGE] = Edge(HttpMetrics(registry), settings.max_body_bytes)
 
     api = Api()
     for domain in domain_apis():
         api.extend(domain)
-    api.register(app, edge)
-    edge.add_unmatched(app)
+    api.register(app)
+    app[EDGE].add_unmatched(app)
     app[API_KEY] = api
-    app[EDGE] = edge
 
     app[GC_SOURCES] = []
     app.cleanup_ctx.append(_database)

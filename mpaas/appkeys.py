@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from mpaas.blobs import BlobStore
 from mpaas.db import Database
+from mpaas.middleware import Edge
 from mpaas.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -16,5 +17,5 @@ DB = web.AppKey("db", Database)
 BLOBS = web.AppKey("blobs", BlobStore)
 METRICS = web.AppKey("metrics", CollectorRegistry)
 GC_SOURCES: web.AppKey[list[Any]] = web.AppKey("gc_sources")
-#: mpaas.middleware.Edge: wraps every route (Api.register).
-EDGE: web.AppKey[Any] = web.AppKey("edge")
+#: Wraps every route (Api.register).
+EDGE = web.AppKey("edge", Edge)

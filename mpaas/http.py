@@ -89,12 +89,12 @@ class Api:
     def extend(self, other: Api) -> None:
         self.endpoints.extend(other.endpoints)
 
-    def register(self, app: web.Application, edge: Any = None) -> None:
-        """Add every endpoint, role-guarded if admin, wrapped by ``edge`` (the app's if None)."""
+    def register(self, app: web.Application) -> None:
+        """Add every endpoint, role-guarded if admin, wrapped by the app's edge (``EDGE``)."""
         from mpaas.appkeys import EDGE
         from mpaas.auth import require_roles
 
-        edge = edge if edge is not None else app[EDGE]
+        edge = app[EDGE]
         for ep in self.endpoints:
             handler = ep.handler
             if ep.auth == "admin":
