@@ -536,9 +536,10 @@ class NativeTable:
 def native_answer(table: NativeTable, data: dict, now: float) -> tuple[bytes, str]:
     """The answer body of ``POST /client/v1/updates`` and its ETag; check tallies move.
 
-    ``data`` is the parsed request object. Per installed package: three memo lookups,
-    the gates of its candidates (usually one or two), and cached bytes. Nothing is
-    counted unless the whole request is valid.
+    ``data`` is the parsed request object. This is the reference path: every entry is
+    validated with its precise error, then per package come two memo lookups, the gates
+    of its candidates (usually one or two), and cached bytes. Nothing is counted unless
+    the whole request is valid. Polls usually take :func:`native_check` instead.
     """
     items: list = _packages(data)
     discover = data.get("discover", False)
@@ -554,23 +555,7 @@ def native_answer(table: NativeTable, data: dict, now: float) -> tuple[bytes, st
     slot: _Slot
     i: cython.Py_ssize_t
     for item in items:
-        kind = pid = digest = None
-        if type(item) is dict:
-            entry: dict = item
-            kind = entry.get("kind")
-            pid = entry.get("id")
-            digest = entry.get("hash")
-            if not (
-                type(kind) is str
-                and type(pid) is str
-                and 0 < len(pid) <= 128
-                and (digest is None or (type(digest) is str and len(digest) <= 64))
-            ):
-                kind = None
-        if kind is None:
-            kind, pid, digest = parse_installed(item)
-        if not digest:
-            digest = None
+        kind, pid, digest = parse_installed(item)
         slot = table._slot(pids, kind, pid)
         if slot.stamp == stamp:
             continue  # the same package listed twice: the first entry answers

@@ -246,6 +246,14 @@ def test_body_errors_match_the_json_endpoints(k: ModuleType) -> None:
         (b"", "request body is empty; a JSON object was expected"),
         (b"[1]", "request body must be a JSON object"),
         (b'{"device_id":"d","packages":"x"}', "field 'packages' must be a list of at most 500 objects"),
+        (
+            b'{"device_id":"d","packages":[{"kind":"' + b"x" * 20 + b'","id":"app"}]}',
+            "field 'kind' must be a string of at most 16 characters",
+        ),
+        (
+            b'{"device_id":"d","packages":[{"kind":"apk","id":"app"}]}',
+            "package kind must be one of offline, bundle, hotfix",
+        ),
     ]:
         with pytest.raises(MpaasError) as err:
             k.native_check(table, raw, 1.0)
