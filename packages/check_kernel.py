@@ -14,7 +14,7 @@ fragments, their digests) is prepared by :mod:`mpaas.packages.update_index` and
 """
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 try:
@@ -274,6 +274,7 @@ _EMPTY_TAGS: frozenset[str] = frozenset()
 _VERSIONS: dict[str, Version] = {}
 
 
+@cython.ccall
 def cached_version(text: str) -> Version:
     """``Version.parse``, memoised: a fleet reports few distinct binary and OS versions."""
     found = _VERSIONS.get(text)
@@ -302,17 +303,10 @@ def _version(data: dict, name: str) -> object:
     text = _text(data, name, 64, False)
     if text is None:
         return None
-    found = _VERSIONS.get(text)
-    if found is not None:
-        return found
     try:
         return cached_version(text)
     except InvalidVersion:
         raise ValidationError(f"field {name!r} must be a version such as 5.2.1, not {text!r}") from None
-
-
-def _as_dict(data: Mapping[str, Any]) -> dict[str, Any]:
-    return data if type(data) is dict else dict(data)
 
 
 @cython.cfunc
@@ -338,11 +332,6 @@ def _device(data: dict) -> Device:
     d.tags = tags
     d.tier = tier.lower() if tier is not None else None
     return d
-
-
-def parse_device(data: Mapping[str, Any]) -> Device:
-    """The device fields of a check (``device_id`` required), validated."""
-    return _device(_as_dict(data))
 
 
 def _known_kind(kind: str) -> str:
