@@ -188,10 +188,8 @@ class Edge:
 
     def wrap(self, handler: Handler, method: str, route: str) -> Handler:
         stats = self.metrics.route(method, route)
-        by_status, buckets = stats.by_status, stats.buckets
         max_body = self.max_body
         perf = time.perf_counter
-        bounds = LATENCY_BUCKETS
         enabled = log.isEnabledFor
         var = request_id_var
 
@@ -215,13 +213,9 @@ class Edge:
             elapsed = perf() - started
             if not response.prepared:
                 response.headers[X_REQUEST_ID] = rid
-            status = response.status
-            # RouteStats.record, inline: this runs on every request.
-            by_status[status] = by_status.get(status, 0) + 1
-            buckets[bisect_left(bounds, elapsed)] += 1
-            stats.total_seconds += elapsed
+            stats.record(response.status, elapsed)
             if enabled(logging.INFO):
-                _access(request, rid, route, status, elapsed)
+                _access(request, rid, route, response.status, elapsed)
             return response
 
         edge.__name__ = getattr(handler, "__name__", "edge")
@@ -234,6 +228,7 @@ class Edge:
 
         async def unmatched(request: web.Request) -> web.StreamResponse:
             rid = request_id(request)
+            started = time.perf_counter()
             allowed: set[str] = set()
             for resource in request.app.router.resources():
                 if resource.name == UNMATCHED:
@@ -251,7 +246,7 @@ class Edge:
             else:
                 response = error_response(404, "not_found", "no such resource")
             response.headers[X_REQUEST_ID] = rid
-            metrics.record(request.method, "unmatched", response.status, 0.0)
+            metrics.record(request.method, "unmatched", response.status, time.perf_counter() - started)
             return response
 
         app.router.add_route("*", "/{tail:.*}", unmatched, name=UNMATCHED)
