@@ -418,16 +418,14 @@ class UpdateIndex:
     def ready(self, deployment_key: str) -> ChannelIndex | None:
         """The channel index of a known key if it is built and fresh: the poll's path, no await."""
         ref = self.keys.get(deployment_key)
-        if ref is None:
-            return None
-        index = self.indexes.get(ref.channel_id)
-        if index is None or ref.channel_id in self._stale:
-            return None
-        return index
+        return None if ref is None else self._fresh(ref.channel_id)
+
+    def _fresh(self, channel_id: int) -> ChannelIndex | None:
+        return None if channel_id in self._stale else self.indexes.get(channel_id)
 
     async def get(self, channel: ChannelKey) -> ChannelIndex:
-        index = self.indexes.get(channel.channel_id)
-        if index is not None and channel.channel_id not in self._stale:
+        index = self._fresh(channel.channel_id)
+        if index is not None:
             return index
         pending = self._building.get(channel.channel_id)
         if pending is None:
