@@ -8,7 +8,6 @@ status reports write to the database.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 from typing import Any
@@ -18,6 +17,7 @@ from multidict import istr
 
 from mpaas.appkeys import BLOBS
 from mpaas.blobs.base import check_digest
+from mpaas.complete_response import CompleteResponse, ResponseHead
 from mpaas.downloads import serve_blob
 from mpaas.errors import NotFound, ValidationError
 from mpaas.http import Api, dumps, json_response, read_object
@@ -114,19 +114,12 @@ async def _channel_by_key(rt: ReleaseRuntime, key: Any) -> ChannelKey:
 X_DEPLOYMENT_KEY = istr("X-Deployment-Key")
 
 
-def _etagged(
-    request: web.Request, raw: bytes, extra: dict[str, str] | None = None, etag: str | None = None
-) -> web.Response:
-    """A JSON answer with an ETag (of ``raw`` unless given), or 304 if the client has it."""
-    if etag is None:
-        etag = '"' + hashlib.blake2b(raw, digest_size=16).hexdigest() + '"'
-    headers: dict[str, str] = {hdrs.ETAG: etag, hdrs.CACHE_CONTROL: "private, no-cache"}
-    if extra:
-        headers.update(extra)
+def _etagged(request: web.Request, raw: bytes, head: ResponseHead, etag: str) -> web.StreamResponse:
+    """``raw`` with ``head`` and an ETag, or 304 if the client already has that ETag."""
     match = request.headers.get(hdrs.IF_NONE_MATCH)
     if match and etag in [t.strip() for t in match.split(",")]:
-        return web.Response(status=304, headers=headers)
-    return web.Response(body=raw, content_type="application/json", headers=headers)
+        return web.Response(status=304, headers={hdrs.ETAG: etag, **head.fields})
+    return CompleteResponse(raw, head, headers={hdrs.ETAG: etag})
 
 
 # -- native ------------------------------------------------------------------------------
@@ -141,7 +134,7 @@ def _etagged(
     body=CHECK_BODY,
     responses={200: "answer", 304: "unchanged since If-None-Match", 401: "unknown deployment key"},
 )
-async def check_updates(request: web.Request) -> web.Response:
+async def check_updates(request: web.Request) -> web.StreamResponse:
     rt = _rt(request)
     raw = await request.read()
     key = request.headers.get(X_DEPLOYMENT_KEY)
@@ -156,7 +149,7 @@ async def check_updates(request: web.Request) -> web.Response:
         body, etag = native.native_check(table, raw, now())
     else:
         body, etag = native.native_answer(table, data, now())
-    return _etagged(request, body, rt.poll_header, etag)
+    return _etagged(request, body, rt.answer_head, etag)
 
 
 @api.route(
@@ -247,8 +240,8 @@ async def _codepush_info(request: web.Request) -> dict[str, Any]:
     auth="client",
     query={"deployment_key": "string", "app_version": "string", "package_hash": "string", "label": "string"},
 )
-async def codepush_update_check(request: web.Request) -> web.Response:
-    return json_response({"update_info": await _codepush_info(request)})
+async def codepush_update_check(request: web.Request) -> web.StreamResponse:
+    return CompleteResponse(dumps({"update_info": await _codepush_info(request)}))
 
 
 @api.route(
@@ -259,8 +252,8 @@ async def codepush_update_check(request: web.Request) -> web.Response:
     auth="client",
     query={"deploymentKey": "string", "appVersion": "string", "packageHash": "string", "label": "string"},
 )
-async def codepush_update_check_legacy(request: web.Request) -> web.Response:
-    return json_response({"updateInfo": cp.legacy(await _codepush_info(request))})
+async def codepush_update_check_legacy(request: web.Request) -> web.StreamResponse:
+    return CompleteResponse(dumps({"updateInfo": cp.legacy(await _codepush_info(request))}))
 
 
 def _release_by_label(index: ChannelIndex, label: str | None) -> tuple[Lineage | None, int | None]:

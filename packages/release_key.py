@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from multidict import istr
 
+from mpaas.complete_response import ResponseHead
 from mpaas.packages.protocol_codepush import CodePushDiffs
 from mpaas.packages.protocol_expo import ExpoManifests, PartSigner
 from mpaas.packages.releases import ReleaseService
@@ -24,13 +24,15 @@ class ReleaseRuntime:
     #: Base URL for download links; None means "from the request's Host".
     public_url: str | None = None
     signer: PartSigner | None = None
-    #: ``X-Poll-Interval``, made once: every update check sends it.
-    poll_header: dict[str, str] = field(init=False)
+    #: The native check's 200: JSON, ``Cache-Control`` and ``X-Poll-Interval``, made once.
+    answer_head: ResponseHead = field(init=False)
     #: ``public_url`` without a trailing slash, or "" to use the request's Host.
     base_url: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.poll_header = {istr("X-Poll-Interval"): str(self.poll_interval)}
+        self.answer_head = ResponseHead(
+            headers={"Cache-Control": "private, no-cache", "X-Poll-Interval": str(self.poll_interval)}
+        )
         self.base_url = (self.public_url or "").rstrip("/")
 
 

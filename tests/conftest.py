@@ -7,17 +7,15 @@ isolated and migrations run once per worker.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from aiohttp.test_utils import TestClient
+from pg_databases import PgDatabases
 
 from mpaas.app import create_app
 from mpaas.appkeys import DB
@@ -28,76 +26,6 @@ from tests_support import Server, cli, cli_env, free_port
 
 PG_URL = os.environ.get("MPAAS_TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite", "postgres"]
-
-
-def _run(coro: Any) -> Any:
-    """Run a coroutine to completion from sync code, even inside a running loop."""
-    result: list[Any] = []
-    error: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            result.append(asyncio.run(coro))
-        except BaseException as exc:
-            error.append(exc)
-
-    t = threading.Thread(target=target)
-    t.start()
-    t.join()
-    if error:
-        raise error[0]
-    return result[0] if result else None
-
-
-def _with_db(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, "", ""))
-
-
-async def _pg_exec(url: str, *statements: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        for stmt in statements:
-            await conn.execute(stmt)
-    finally:
-        await conn.close()
-
-
-class PgDatabases:
-    """Creates per-test databases from a migrated template."""
-
-    def __init__(self, admin_url: str) -> None:
-        self.admin_url = admin_url
-        self.template = f"mpaas_tpl_{os.getpid()}_{secrets.token_hex(3)}"
-        self.created: list[str] = []
-        self.ready = False
-
-    def _prepare(self, data_dir: Path) -> None:
-        from mpaas.migrate import upgrade
-
-        _run(_pg_exec(self.admin_url, f'CREATE DATABASE "{self.template}"'))
-        self.created.append(self.template)
-        upgrade(
-            Settings.from_env(
-                {}, {"data_dir": data_dir, "database_url": _with_db(self.admin_url, self.template)}
-            )
-        )
-        self.ready = True
-
-    def new(self, data_dir: Path) -> str:
-        if not self.ready:
-            self._prepare(data_dir)
-        name = f"mpaas_t_{os.getpid()}_{secrets.token_hex(4)}"
-        _run(_pg_exec(self.admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"'))
-        self.created.append(name)
-        return _with_db(self.admin_url, name)
-
-    def drop_all(self) -> None:
-        stmts = [f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)' for n in reversed(self.created)]
-        if stmts:
-            _run(_pg_exec(self.admin_url, *stmts))
 
 
 @pytest.fixture(scope="session")
