@@ -323,6 +323,7 @@ def main() -> int:
             ("mpaas native check", f"http://127.0.0.1:{port}/", native_lua),
             ("mpaas CodePush check", f"http://127.0.0.1:{port}{cp}", None),
         ]
+        side_by_side = {name for name, _, _ in targets}
         for _ in range(args.rounds):
             for name, url, script in targets:
                 runs.setdefault(name, []).append(run_wrk(name, url, args, script))
@@ -345,6 +346,17 @@ def main() -> int:
 
     rows = [median(v) for v in runs.values()]
     nginx, minimal = rows[0], rows[1]
+
+    def paired(name: str, base: str) -> float:
+        """Median over rounds of the rate against ``base`` in the same round (drift cancels)."""
+        base_runs = runs[base]
+        if name not in side_by_side:
+            return median(runs[name]).rps / median(base_runs).rps
+        ratios = sorted(r.rps / b.rps for r, b in zip(runs[name], base_runs, strict=True))
+        return ratios[len(ratios) // 2]
+
+    native = runs["mpaas native check"]
+    per_round = sorted(r.rps / b.rps for r, b in zip(native, runs["aiohttp+uvloop minimal"], strict=True))
     where = "wrk on CPU 0, each server on CPU 1" if PINNED else "unpinned"
     scale = rows[-1].rps / rows[-2].rps
     lines = [
@@ -359,10 +371,14 @@ def main() -> int:
     for r in rows:
         lines.append(
             f"| {r.name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
-            f"{r.rps / nginx.rps:.2f} | {r.rps / minimal.rps:.2f} |"
+            f"{paired(r.name, nginx.name):.2f} | {paired(r.name, minimal.name):.2f} |"
         )
     lines += [
         "",
+        "Ratios are medians over rounds of each round's own ratio (the targets of a round run "
+        "back to back, so the machine's drift cancels); the scaling rows, measured apart, "
+        "use medians of rates.",
+        f"Native check × aiohttp, round by round: {', '.join(f'{x:.2f}' for x in per_round)}.",
         f"Server memory for the index: {memory / 1024:.1f} MiB per 1,000 releases (RSS after − before).",
         f"`--workers 2` serves {scale:.2f}× one unpinned process (wrk shares the two cores).",
     ]

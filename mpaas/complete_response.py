@@ -34,6 +34,8 @@ from aiohttp.http import SERVER_SOFTWARE
 _REASONS = {s.value: s.phrase for s in HTTPStatus if s.value >= 200 and s.value not in (204, 205, 304)}
 #: The writer drains above this many buffered bytes, as aiohttp's StreamWriter does.
 _DRAIN_ABOVE = 0x10000
+#: Bodies from this size leave with their head in one writev instead of being copied after it.
+_GATHER_ABOVE = 2048
 
 
 class _Clock:
@@ -133,17 +135,20 @@ class CompleteResponse(web.StreamResponse):
             connection = "" if minor else "Connection: keep-alive\r\n"  # 1.0 closes by default
         else:
             connection = "Connection: close\r\n" if minor else ""  # 1.1 keeps by default
-        message = (
+        head = (
             f"HTTP/{major}.{minor}{self._head}Content-Length: {len(body)}\r\n"
             f"Date: {_clock.now()}\r\n{extra}{connection}\r\n"
         ).encode()
-        if request.method != "HEAD":
-            message += body
         self._body_length = len(body)
         transport = request.transport
         if transport is None or transport.is_closing():
             raise ConnectionResetError("the client has gone")
-        transport.write(message)
+        if request.method == "HEAD" or not body:
+            transport.write(head)
+        elif len(body) < _GATHER_ABOVE:
+            transport.write(head + body)
+        else:  # one writev, without copying the body next to its head
+            transport.writelines((head, body))
         writer = request.writer
         if transport.get_write_buffer_size() > _DRAIN_ABOVE:
             await writer.drain()

@@ -168,3 +168,18 @@ async def test_mpaas_sends_no_response_prepare_signal(make_settings: Any) -> Non
     """CompleteResponse does not send on_response_prepare; nothing in mpaas may rely on it."""
     app = create_app(make_settings())
     assert len(app.on_response_prepare) == 0
+
+
+@pytest.mark.parametrize("size", [0, 1, 2047, 2048, 100_000])
+async def test_bodies_of_every_size_arrive_whole(aiohttp_client: Any, size: int) -> None:
+    """Small bodies are copied after their head, larger ones leave beside it in one writev."""
+    body = bytes(i % 251 for i in range(size))
+
+    async def sized(request: web.Request) -> web.StreamResponse:
+        return CompleteResponse(body)
+
+    client = await aiohttp_client(_app(sized=sized))
+    for _ in range(2):  # twice on one connection: the message ends where Content-Length says
+        resp = await client.get("/sized")
+        assert resp.status == 200 and int(resp.headers["Content-Length"]) == size
+        assert await resp.read() == body
