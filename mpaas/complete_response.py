@@ -36,6 +36,8 @@ _REASONS = {s.value: s.phrase for s in HTTPStatus if s.value >= 200 and s.value 
 _DRAIN_ABOVE = 0x10000
 #: Bodies from this size leave with their head in one writev instead of being copied after it.
 _GATHER_ABOVE = 2048
+#: Headers a complete response writes itself (lower case); a fixed header may not repeat them.
+_OWN = frozenset({"content-type", "content-length", "date", "server", "connection", "transfer-encoding"})
 
 
 class _Clock:
@@ -76,6 +78,8 @@ class ResponseHead:
             raise ValueError(f"a complete response needs a status with a body, not {status}")
         self.status = status
         self.fields = dict(headers or {})
+        if clash := sorted(name for name in self.fields if name.lower() in _OWN):
+            raise ValueError(f"a complete response writes {', '.join(clash)} itself")
         lines = [f"Content-Type: {content_type}", *(f"{k}: {v}" for k, v in self.fields.items())]
         if any("\r" in line or "\n" in line for line in lines):
             raise ValueError("a header name or value holds a newline")

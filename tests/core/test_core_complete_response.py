@@ -135,6 +135,9 @@ def test_response_heads_are_checked_when_made() -> None:
         ResponseHead(headers={"X-Ok": "1\nX-Evil: 2"})
     with pytest.raises(ValueError, match="newline"):
         ResponseHead(content_type="text/plain\r\nX-Evil: 2")
+    for own in ("Content-Length", "date", "Transfer-Encoding", "Content-Type"):
+        with pytest.raises(ValueError, match="itself"):
+            ResponseHead(headers={own: "1"})
     assert JSON_OK.status == 200 and HEAD.fields == {"Cache-Control": "no-store", "X-Poll-Interval": "60"}
 
 
