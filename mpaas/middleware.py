@@ -246,7 +246,10 @@ class Edge:
             else:
                 response = error_response(404, "not_found", "no such resource")
             response.headers[X_REQUEST_ID] = rid
-            metrics.record(request.method, "unmatched", response.status, time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            metrics.record(request.method, "unmatched", response.status, elapsed)
+            if log.isEnabledFor(logging.INFO):
+                _access(request, rid, "unmatched", response.status, elapsed)
             return response
 
         app.router.add_route("*", "/{tail:.*}", unmatched, name=UNMATCHED)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from mpaas.app import create_app
@@ -155,3 +157,19 @@ async def test_healthz_reports_broken_blob_store(
     resp = await client.get("/healthz")
     assert resp.status == 503
     assert (await resp.json())["checks"]["blobs"].startswith("error")
+
+
+async def test_access_log_names_route_status_and_id_but_not_the_query(
+    client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every request is logged, unknown paths too (regression); query strings carry keys."""
+    caplog.set_level(logging.INFO, logger="mpaas.access")
+    await client.get("/healthz?deployment_key=secret")
+    resp = await client.get("/no/such/thing?deployment_key=secret")
+    records = [r for r in caplog.records if r.name == "mpaas.access"]
+    assert [(r.route, r.status, r.path) for r in records] == [  # type: ignore[attr-defined]
+        ("/healthz", 200, "/healthz"),
+        ("unmatched", 404, "/no/such/thing"),
+    ]
+    assert records[1].request_id == resp.headers["X-Request-Id"]  # type: ignore[attr-defined]
+    assert all("secret" not in r.getMessage() + str(r.__dict__) for r in records)
