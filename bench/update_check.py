@@ -41,11 +41,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- update-check results begin -->", "<!-- update-check results end -->"
-NOISY_BEGIN, NOISY_END = (
-    "<!-- update-check noisy results begin -->",
-    "<!-- update-check noisy results end -->",
-)
 PACKAGES, RELEASES = 50, 1000
 
 MINIMAL_SERVER = """
@@ -179,6 +174,14 @@ def run_wrk(
     cmd = pinned([*cmd, url], CLIENT_CPU) if pin else [*cmd, url]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return parse_wrk(name, out)
+
+
+def write_block(block: str, table: str) -> None:
+    """Replace what stands between ``<!-- {block} begin -->`` and its end in docs/benchmarks.md."""
+    begin, end = f"<!-- {block} begin -->", f"<!-- {block} end -->"
+    text = DOC.read_text()
+    start, stop_at = text.index(begin) + len(begin), text.index(end)
+    DOC.write_text(text[:start] + "\n" + table + "\n" + text[stop_at:])
 
 
 def median(results: list[Result]) -> Result:
@@ -348,16 +351,18 @@ def main() -> int:
             stop(proc)
         procs.clear()
 
-        # Scaling: one process against two behind one port, neither pinned, wrk beside them.
-        one, two = free_port(), free_port()
-        if not args.noisy:
+        if not args.noisy:  # scaling: one process against two behind one port, unpinned
+            one, two = free_port(), free_port()
             procs.append(start_mpaas(env, one, workers=1, pin=False))
             procs.append(start_mpaas(env, two, workers=2, pin=False))
-        for _ in range(0 if args.noisy else args.rounds):
-            for name, p in (("mpaas native, 1 process (unpinned)", one), ("mpaas native, --workers 2", two)):
-                runs.setdefault(name, []).append(
-                    run_wrk(name, f"http://127.0.0.1:{p}/", args, native_lua, pin=False)
-                )
+            for _ in range(args.rounds):
+                for name, p in (
+                    ("mpaas native, 1 process (unpinned)", one),
+                    ("mpaas native, --workers 2", two),
+                ):
+                    runs.setdefault(name, []).append(
+                        run_wrk(name, f"http://127.0.0.1:{p}/", args, native_lua, pin=False)
+                    )
     finally:
         for proc in procs:
             stop(proc)
@@ -414,10 +419,7 @@ def report(
     table = "\n".join(lines)
     print(table)
     if args.write_doc:
-        begin, end = (NOISY_BEGIN, NOISY_END) if args.noisy else (BEGIN, END)
-        text = DOC.read_text()
-        start, stop_at = text.index(begin) + len(begin), text.index(end)
-        DOC.write_text(text[:start] + "\n" + table + "\n" + text[stop_at:])
+        write_block("update-check noisy results" if args.noisy else "update-check results", table)
 
 
 if __name__ == "__main__":

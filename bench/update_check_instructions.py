@@ -38,9 +38,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from update_check import DOC, seeded
-
-BEGIN, END = "<!-- update-check instructions begin -->", "<!-- update-check instructions end -->"
+from update_check import seeded, write_block
 
 SERVE = """
 import asyncio, sys
@@ -187,9 +185,7 @@ def main() -> int:
     table = "\n".join(lines)
     print(table)
     if args.write_doc:
-        text = DOC.read_text()
-        start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-        DOC.write_text(text[:start] + "\n" + table + "\n" + text[end:])
+        write_block("update-check instructions", table)
     return 0
 
 
