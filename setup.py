@@ -1,6 +1,6 @@
 """Builds the compiled update-check kernel; all other metadata lives in setup.cfg.
 
-``mpaas.packages.check_kernel`` is plain Python written in Cython's pure-Python mode
+``mpaas.packages.releases.check_kernel`` is plain Python written in Cython's pure-Python mode
 (ADR 0007). Here Cython compiles it to an extension module, which Python then imports
 in place of the source. The extension is optional: without a C compiler, or with
 ``MPAAS_PURE_PYTHON=1``, the install still succeeds and the module runs as Python
@@ -11,7 +11,9 @@ import os
 
 from setuptools import Extension, setup
 
-KERNEL = Extension("mpaas.packages.check_kernel", ["packages/check_kernel.py"], optional=True)
+KERNEL = Extension(
+    "mpaas.packages.releases.check_kernel", ["packages/releases/check_kernel.py"], optional=True
+)
 
 
 def extensions() -> list[Extension]:

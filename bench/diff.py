@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import h5gen
 
-from mpaas.packages.delta import apply_patch, build_patch
+from mpaas.packages.deltas.builder import apply_patch, build_patch
 from mpaas.packages.manifest import manifest_of_tree
 
 LEVEL = 19

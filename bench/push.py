@@ -220,13 +220,13 @@ async def pipeline(
     """Devices are bulk-inserted untimed; timed: create message → every delivery recorded."""
     from sqlalchemy import func, insert, select
 
-    from mpaas.audit import Actor
-    from mpaas.db import Database, utcnow
-    from mpaas.models import App
+    from mpaas.identity.audit import Actor
+    from mpaas.identity.models import App
     from mpaas.push import messages
     from mpaas.push.devices import hash_secret
     from mpaas.push.queue import DELIVERIES, DEVICES, MESSAGES, RetryPolicy
     from mpaas.push.worker import PushWorker, WorkerConfig
+    from mpaas.storage.db import Database, utcnow
 
     db = Database(settings)
     async with db.write() as s:
@@ -307,8 +307,8 @@ async def pipeline(
 
 
 async def make_settings(database_url: str, data_dir: Path) -> Any:
-    from mpaas.migrate import upgrade_async
     from mpaas.settings import Settings
+    from mpaas.storage.migrate import upgrade_async
 
     settings = Settings.from_env({}, {"data_dir": data_dir, "database_url": database_url, "log_json": False})
     await upgrade_async(settings)

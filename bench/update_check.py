@@ -193,13 +193,13 @@ async def seed(settings: object) -> tuple[str, list[tuple[str, str]]]:
     """1,000 releases over 50 bundle lineages (synthetic package rows; no blobs needed)."""
     import hashlib
 
-    from mpaas.audit import Actor
-    from mpaas.db import Database
-    from mpaas.migrate import upgrade_async
+    from mpaas.identity.audit import Actor
+    from mpaas.identity.tenancy import create_app, get_channel
     from mpaas.packages.models import Package
-    from mpaas.packages.releases import ReleaseService, ReleaseSpec
+    from mpaas.packages.releases.service import ReleaseService, ReleaseSpec
     from mpaas.packages.service import PackageService
-    from mpaas.tenancy import create_app, get_channel
+    from mpaas.storage.db import Database
+    from mpaas.storage.migrate import upgrade_async
 
     await upgrade_async(settings)  # type: ignore[arg-type]
     db = Database(settings)  # type: ignore[arg-type]

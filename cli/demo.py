@@ -9,19 +9,19 @@ from typing import Any
 
 import click
 
-from mpaas.audit import Actor
 from mpaas.cli.config import config_path, load_target, save_target
 from mpaas.cli.operator import load_settings, migrate, prepare_data_dir, serve, settings_options
+from mpaas.identity.audit import Actor
 from mpaas.settings import Settings
 
 SAMPLE_APP = "superapp"
 
 
 async def _seed(settings: Settings) -> tuple[str, list[tuple[str, str]]]:
-    from mpaas import tenancy
-    from mpaas.auth import authenticate, create_token
-    from mpaas.db import Database
     from mpaas.errors import NotFound, Unauthorized
+    from mpaas.identity import tenancy
+    from mpaas.identity.tokens import authenticate, create_token
+    from mpaas.storage.db import Database
 
     db = Database(settings)
     actor = Actor("cli:demo")
@@ -58,10 +58,10 @@ async def _sample_release(settings: Settings, db: Any, app: Any, actor: Actor) -
     import io
     import zipfile
 
-    from mpaas.blobs import make_blob_store
-    from mpaas.packages.releases import ReleaseService, ReleaseSpec
+    from mpaas.packages.intake.uploads import Uploads
+    from mpaas.packages.releases.service import ReleaseService, ReleaseSpec
     from mpaas.packages.service import PackageService, PublishSpec
-    from mpaas.packages.uploads import Uploads
+    from mpaas.storage.blobs import make_blob_store
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:

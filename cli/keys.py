@@ -28,9 +28,9 @@ ROLES = click.Choice(["timestamp", "snapshot", "targets", "root"])
 
 @asynccontextmanager
 async def _service(settings: Settings) -> AsyncIterator[Any]:
-    from mpaas.blobs import make_blob_store
-    from mpaas.db import Database
     from mpaas.signing.service import SigningConfig, SigningService
+    from mpaas.storage.blobs import make_blob_store
+    from mpaas.storage.db import Database
 
     db = Database(settings)
     blobs = make_blob_store(settings)

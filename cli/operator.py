@@ -12,10 +12,10 @@ from typing import Any
 import click
 from sqlmodel import select
 
-from mpaas.audit import Actor
 from mpaas.cli.errors import CliError
 from mpaas.cli.output import emit_json, emit_record, json_option
 from mpaas.errors import ConfigError
+from mpaas.identity.audit import Actor
 from mpaas.settings import Settings
 
 
@@ -45,7 +45,7 @@ def prepare_data_dir(settings: Settings) -> None:
 
 
 def migrate(settings: Settings) -> None:
-    from mpaas.migrate import upgrade
+    from mpaas.storage.migrate import upgrade
 
     try:
         upgrade(settings)
@@ -54,9 +54,9 @@ def migrate(settings: Settings) -> None:
 
 
 async def _bootstrap_admin(settings: Settings, force: bool) -> str | None:
-    from mpaas.auth import create_token
-    from mpaas.db import Database
-    from mpaas.models import ApiToken
+    from mpaas.identity.models import ApiToken
+    from mpaas.identity.tokens import create_token
+    from mpaas.storage.db import Database
 
     db = Database(settings)
     try:

@@ -70,7 +70,7 @@ def codepush_signed(path: Path, private_key: Path | None) -> Iterator[tuple[Path
         return
     import jwt
 
-    from mpaas.packages.intake import unpack
+    from mpaas.packages.intake.unpack import unpack
     from mpaas.signing.codepush import sign_bundle_dir
 
     key_pem = private_key.read_bytes()

@@ -203,9 +203,9 @@ def push_worker(overrides: dict[str, Any]) -> None:
 
 
 async def _run_worker(settings: Any) -> None:
-    from mpaas.db import Database
     from mpaas.push.settings_providers import build_providers, worker_config
     from mpaas.push.worker import PushWorker
+    from mpaas.storage.db import Database
 
     db = Database(settings)
     providers = build_providers(settings)

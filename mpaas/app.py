@@ -1,8 +1,14 @@
-"""The application factory: every backend is chosen and wired here, and only here."""
+"""The application factory: every backend is chosen and wired here, and only here.
+
+This is the one core module that knows the domains (the dependency rule in
+docs/architecture.md, enforced by tests/test_dependencies.py): it mounts their APIs,
+starts their services, and names the modules that hold their tables.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -11,16 +17,45 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from mpaas.appkeys import BLOBS, DB, EDGE, GC_SOURCES, METRICS, SETTINGS
-from mpaas.blobs import make_blob_store
-from mpaas.blobs.local import sweep_stale
-from mpaas.db import Database
-from mpaas.domains import domain_apis
-from mpaas.http import Api
-from mpaas.middleware import Edge, HttpMetrics
-from mpaas.openapi import API_KEY
+from mpaas.identity.guard import require_roles
 from mpaas.settings import Settings
+from mpaas.storage.blobs import make_blob_store
+from mpaas.storage.blobs.local import sweep_stale
+from mpaas.storage.db import Database
+from mpaas.web.api import Api
+from mpaas.web.edge import Edge, HttpMetrics
+from mpaas.web.openapi import API_KEY
 
 log = logging.getLogger("mpaas")
+
+#: Every module that defines tables, so that metadata is complete for Alembic's
+#: autogenerate and the migration-drift test. Each domain adds its models here.
+MODEL_MODULES = (
+    "mpaas.storage.models",
+    "mpaas.identity.models",
+    "mpaas.packages.models",
+    "mpaas.signing.models",
+    "mpaas.packages.releases.models",
+    "mpaas.push.models",
+)
+
+
+def import_all_models() -> None:
+    for name in MODEL_MODULES:
+        importlib.import_module(name)
+
+
+def domain_apis() -> list[Api]:
+    """The APIs mounted by the app: core first, then one line per domain."""
+    from mpaas.identity.api import api as identity
+    from mpaas.ops.api import api as ops
+    from mpaas.packages.api import api as packages
+    from mpaas.packages.protocols.api import api as release_clients
+    from mpaas.packages.releases.api import api as releases
+    from mpaas.push.api import api as push
+    from mpaas.signing.api import api as signing
+
+    return [ops, identity, packages, signing, push, releases, release_clients]
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -33,7 +68,7 @@ def create_app(settings: Settings) -> web.Application:
     api = Api()
     for domain in domain_apis():
         api.extend(domain)
-    api.register(app)
+    api.register(app, app[EDGE], require_roles)
     app[EDGE].add_unmatched(app)
     app[API_KEY] = api
 
@@ -50,7 +85,7 @@ def create_app(settings: Settings) -> web.Application:
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     if settings.should_auto_migrate:
-        from mpaas.migrate import upgrade_async
+        from mpaas.storage.migrate import upgrade_async
 
         await upgrade_async(settings)
     db = Database(settings)
@@ -71,10 +106,10 @@ async def _blob_store(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _packages(app: web.Application) -> AsyncIterator[None]:
-    from mpaas.packages.intake import IntakeLimits
+    from mpaas.packages.intake.unpack import IntakeLimits
+    from mpaas.packages.intake.uploads import Uploads
     from mpaas.packages.service import PackageLimits, PackageService
     from mpaas.packages.service_key import PACKAGES
-    from mpaas.packages.uploads import Uploads
 
     s = app[SETTINGS]
     uploads = Uploads(app[DB], s.uploads_dir, max_size=s.max_upload_bytes, max_chunk=s.max_body_bytes)
@@ -131,7 +166,7 @@ async def _push(app: web.Application) -> AsyncIterator[None]:
 
 async def _releases(app: web.Application) -> AsyncIterator[None]:
     """Releases and the update check: the in-memory index, its poller and the counter flusher."""
-    from mpaas.packages.release_wiring import releases_context
+    from mpaas.packages.releases.wiring import releases_context
 
     async with releases_context(app):
         yield

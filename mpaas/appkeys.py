@@ -7,10 +7,10 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from mpaas.blobs import BlobStore
-from mpaas.db import Database
-from mpaas.middleware import Edge
 from mpaas.settings import Settings
+from mpaas.storage.blobs import BlobStore
+from mpaas.storage.db import Database
+from mpaas.web.edge import Edge
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)

@@ -7,17 +7,17 @@ from typing import Any
 
 from aiohttp import web
 
-from mpaas import tenancy
 from mpaas.appkeys import BLOBS, DB
-from mpaas.core_api import actor_of
-from mpaas.downloads import serve_blob
 from mpaas.errors import MpaasError, ValidationError
-from mpaas.http import Api, dumps, field_str, json_response, page, pagination, read_object
-from mpaas.models import App
+from mpaas.identity import tenancy
+from mpaas.identity.guard import actor_of
+from mpaas.identity.models import App
 from mpaas.packages.errors import PackageNotFound
 from mpaas.packages.models import KINDS, Package
 from mpaas.packages.service import PackageService, PublishSpec, delta_dict, package_dict
 from mpaas.packages.service_key import PACKAGES
+from mpaas.web.api import Api, dumps, field_str, json_response, page, pagination, read_object
+from mpaas.web.downloads import serve_blob
 
 api = Api()
 RM = ("release-manager",)
@@ -307,7 +307,7 @@ async def package_delta(request: web.Request) -> web.StreamResponse:
     query={"from": "string"},
 )
 async def package_diff(request: web.Request) -> web.Response:
-    from mpaas.packages.diffstat import manifest_diff
+    from mpaas.packages.deltas.stats import manifest_diff
 
     app, new = await _package(request)
     svc = _service(request)

@@ -33,7 +33,7 @@ class UnsupportedArchive(PackageError, BadRequest):
 class UnsafeArchive(PackageError, BadRequest):
     """An archive broke an intake rule; nothing from it may be committed.
 
-    ``rule`` is one of the stable strings listed in :mod:`mpaas.packages.intake`;
+    ``rule`` is one of the stable strings listed in :mod:`mpaas.packages.intake.unpack`;
     ``entry`` is the offending name as stored in the archive, or ``None`` when the
     rule concerns the archive as a whole (for example ``total_too_large``).
     """

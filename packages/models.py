@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from mpaas.db import utcnow
+from mpaas.storage.db import utcnow
 
 KINDS = ("offline", "bundle", "hotfix")
 

@@ -4,7 +4,7 @@ The pipeline for one publish:
 
 1. validate the metadata for the kind (entry page, vhost, binary range...);
 2. unpack the completed upload into a private temp directory (hostile-archive
-   rules in :mod:`mpaas.packages.intake`), off the event loop;
+   rules in :mod:`mpaas.packages.intake.unpack`), off the event loop;
 3. store each file by sha256, a deterministic zip of the tree, and the manifest;
 4. build a patch against each of the last N versions of the same (app, kind, id),
    keeping it only when it is smaller than ``delta_max_share`` of the full zip;
@@ -32,18 +32,19 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from mpaas.audit import Actor, record
-from mpaas.blobs import BlobStore
-from mpaas.db import Database
-from mpaas.locks import lock_row
-from mpaas.models import App
-from mpaas.packages import delta, intake
+from mpaas.identity.audit import Actor, record
+from mpaas.identity.models import App
+from mpaas.packages.deltas import builder as delta
 from mpaas.packages.errors import InvalidPackageMeta, PackageNotFound, PackageVersionExists
+from mpaas.packages.intake import unpack as intake
+from mpaas.packages.intake.uploads import Uploads
+from mpaas.packages.intake.zipout import write_zip
 from mpaas.packages.manifest import FileEntry, Manifest
 from mpaas.packages.models import KINDS, Package, PackageDelta, PackageFile
 from mpaas.packages.semver import check_range
-from mpaas.packages.uploads import Uploads
-from mpaas.packages.zipout import write_zip
+from mpaas.storage.blobs import BlobStore
+from mpaas.storage.db import Database
+from mpaas.storage.locks import lock_row
 
 log = logging.getLogger("mpaas.packages")
 

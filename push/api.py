@@ -12,16 +12,16 @@ from typing import Any
 
 from aiohttp import web
 
-from mpaas import tenancy
 from mpaas.appkeys import DB
-from mpaas.core_api import actor_of
-from mpaas.db import utcnow
 from mpaas.errors import ValidationError
-from mpaas.http import Api, json_response, page, pagination, read_object
-from mpaas.models import App
+from mpaas.identity import tenancy
+from mpaas.identity.guard import actor_of
+from mpaas.identity.models import App
 from mpaas.push import devices, messages, receipts, stats, ws
 from mpaas.push.models import FALLBACKS, PROVIDERS
 from mpaas.push.service_key import PUSH
+from mpaas.storage.db import utcnow
+from mpaas.web.api import Api, json_response, page, pagination, read_object
 
 api = Api()
 OPS = ("push-operator",)

@@ -22,11 +22,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from mpaas import tenancy
-from mpaas.db import Database, utcnow
-from mpaas.models import App
+from mpaas.identity import tenancy
+from mpaas.identity.models import App
 from mpaas.push.errors import DeviceAuthFailed, DeviceNotFound, InvalidDeploymentKey, InvalidPushRequest
 from mpaas.push.models import NATIVE_PROVIDERS, PROVIDERS, PushDevice, PushDeviceTag
+from mpaas.storage.db import Database, utcnow
 
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")

@@ -15,12 +15,12 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from mpaas.audit import Actor, record
-from mpaas.db import Database, utcnow
-from mpaas.models import App
+from mpaas.identity.audit import Actor, record
+from mpaas.identity.models import App
 from mpaas.push.devices import DEVICE_ID_RE, LOCALE_RE, TAG_RE
 from mpaas.push.errors import InvalidPushRequest, MessageNotFound
 from mpaas.push.models import FALLBACKS, PushAppSettings, PushMessage
+from mpaas.storage.db import Database, utcnow
 
 AUDIENCE_KINDS = ("devices", "users", "tags", "all")
 MAX_AUDIENCE_VALUES = 1000

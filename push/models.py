@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from mpaas.db import utcnow
+from mpaas.storage.db import utcnow
 
 PROVIDERS = ("apns", "fcm", "ws")
 NATIVE_PROVIDERS = ("apns", "fcm")

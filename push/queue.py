@@ -36,7 +36,6 @@ from sqlmodel import SQLModel, col
 from sqlmodel import select as model_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from mpaas.db import Database
 from mpaas.push.devices import INVALID_TOKEN
 from mpaas.push.models import (
     FAILED,
@@ -49,6 +48,7 @@ from mpaas.push.models import (
     PushReceipt,
 )
 from mpaas.push.providers.base import Outcome, SendResult
+from mpaas.storage.db import Database
 
 
 async def execute(session: AsyncSession, statement: Executable, params: Any = None) -> Any:

@@ -16,10 +16,10 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from mpaas.db import Database
 from mpaas.push.errors import InvalidPushRequest
 from mpaas.push.models import PENDING, RECEIPT_KINDS, SENT
 from mpaas.push.queue import DELIVERIES, RECEIPTS, execute
+from mpaas.storage.db import Database
 
 MAX_RECEIPTS = 500
 

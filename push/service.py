@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mpaas.db import Database
 from mpaas.push.providers.base import PushProvider
 from mpaas.push.worker import PushWorker
 from mpaas.push.ws import WsHub
+from mpaas.storage.db import Database
 
 
 @dataclass

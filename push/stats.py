@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import distinct, func, select
 
-from mpaas.db import Database
 from mpaas.push.models import FAILED, PENDING, SENT
 from mpaas.push.queue import DELIVERIES, RECEIPTS, execute
+from mpaas.storage.db import Database
 
 
 def _rate(part: int, whole: int) -> float | None:

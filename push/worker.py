@@ -19,11 +19,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from mpaas.db import Database, utcnow
 from mpaas.push import queue
 from mpaas.push.messages import localize
 from mpaas.push.models import PushMessage
 from mpaas.push.providers.base import Notification, PushProvider, SendResult
+from mpaas.storage.db import Database, utcnow
 
 log = logging.getLogger("mpaas.push.worker")
 

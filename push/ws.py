@@ -32,12 +32,12 @@ from sqlalchemy import exists, func, select, update
 from sqlmodel import col
 from sqlmodel import select as model_select
 
-from mpaas.db import Database, utcnow
 from mpaas.push import receipts
 from mpaas.push.errors import InvalidPushRequest
 from mpaas.push.messages import localize
 from mpaas.push.models import PENDING, SENT, PushMessage
 from mpaas.push.queue import DELIVERIES, RECEIPTS, execute
+from mpaas.storage.db import Database, utcnow
 
 log = logging.getLogger("mpaas.push.ws")
 
@@ -195,7 +195,7 @@ async def mark_sent(db: Database, ids: list[int]) -> None:
 
 
 async def send_loop(db: Database, conn: WsConnection) -> None:
-    from mpaas.http import dumps
+    from mpaas.web.api import dumps
 
     while not conn.ws.closed:
         frames = await due_frames(db, conn)

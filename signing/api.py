@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mpaas import tenancy
 from mpaas.appkeys import BLOBS, DB
-from mpaas.downloads import IMMUTABLE, serve_blob
 from mpaas.errors import NotFound
-from mpaas.http import Api
+from mpaas.identity import tenancy
 from mpaas.signing.service_key import SIGNING
 from mpaas.signing.tuf_store import parse_metadata_filename
+from mpaas.web.api import Api
+from mpaas.web.downloads import IMMUTABLE, serve_blob
 
 api = Api()
 NO_CACHE = "no-cache"

@@ -10,11 +10,11 @@ from __future__ import annotations
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from mpaas.db import Database
 from mpaas.signing.errors import VersionConflict
 from mpaas.signing.models import TufMetadataRow
 from mpaas.signing.tuf_root import ROOT
 from mpaas.signing.tuf_store import Write, check_writes, parse_metadata_filename
+from mpaas.storage.db import Database
 
 
 class DbMetadataStore:

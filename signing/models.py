@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Column, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from mpaas.db import utcnow
+from mpaas.storage.db import utcnow
 
 
 class TufMetadataRow(SQLModel, table=True):

@@ -31,11 +31,9 @@ from sqlalchemy import or_
 from sqlmodel import col, select
 from tuf.api.metadata import Metadata, Root, Timestamp
 
-from mpaas.audit import Actor, record
-from mpaas.blobs import BlobStore
-from mpaas.db import Database
 from mpaas.errors import NotFound
-from mpaas.models import App
+from mpaas.identity.audit import Actor, record
+from mpaas.identity.models import App
 from mpaas.packages.models import Package, PackageDelta
 from mpaas.packages.targets import delta_target, full_target, manifest_target
 from mpaas.settings import Settings
@@ -55,6 +53,8 @@ from mpaas.signing.keys import (
 from mpaas.signing.signer import Signer
 from mpaas.signing.tuf_repo import TargetSpec, TufRepository
 from mpaas.signing.tuf_root import DEFAULT_EXPIRIES, ONLINE_ROLES, ROOT, TIMESTAMP, Expiries, utcnow
+from mpaas.storage.blobs import BlobStore
+from mpaas.storage.db import Database
 
 log = logging.getLogger("mpaas.signing")
 

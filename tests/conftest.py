@@ -19,10 +19,13 @@ from pg_databases import PgDatabases
 
 from mpaas.app import create_app
 from mpaas.appkeys import DB
-from mpaas.audit import Actor
-from mpaas.auth import create_token
+from mpaas.identity.audit import Actor
+from mpaas.identity.tokens import create_token
 from mpaas.settings import Settings
 from tests_support import Server, cli, cli_env, free_port
+
+#: Shared fixtures kept in tests/support (on the pythonpath), loaded for every test folder.
+pytest_plugins = ["release_fixtures"]
 
 PG_URL = os.environ.get("MPAAS_TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite", "postgres"]

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from mpaas.packages.errors import UnsafeArchive
-from mpaas.packages.intake import IntakeLimits, unpack
+from mpaas.packages.intake.unpack import IntakeLimits, unpack
 
 STORED, DEFLATED, BZIP2 = 0, 8, 12
 FLAG_UTF8 = 0x0800

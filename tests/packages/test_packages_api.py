@@ -15,7 +15,7 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from mpaas.appkeys import BLOBS, DB, SETTINGS
-from mpaas.packages.client import apply_update, install_full
+from mpaas.packages.deltas.applier import apply_update, install_full
 from mpaas.packages.manifest import manifest_of_tree
 from mpaas.packages.models import Package, PackageDelta, PackageFile, UploadSession
 

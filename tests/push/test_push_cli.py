@@ -16,8 +16,8 @@ from sqlmodel import select
 
 from mpaas.app import create_app
 from mpaas.appkeys import DB
-from mpaas.audit import Actor
-from mpaas.auth import create_token
+from mpaas.identity.audit import Actor
+from mpaas.identity.tokens import create_token
 from mpaas.push.models import PushDelivery
 from mpaas.push.standins.apns import ApnsStandin
 from mpaas.settings import Settings

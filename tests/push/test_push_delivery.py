@@ -19,14 +19,14 @@ from sqlmodel import select
 
 from mpaas.app import create_app
 from mpaas.appkeys import DB
-from mpaas.audit import Actor
-from mpaas.auth import create_token
-from mpaas.db import utcnow
+from mpaas.identity.audit import Actor
+from mpaas.identity.tokens import create_token
 from mpaas.push.models import PushDelivery, PushDevice
 from mpaas.push.service_key import PUSH
 from mpaas.push.standins.apns import ApnsStandin
 from mpaas.push.standins.fcm import FcmStandin
 from mpaas.settings import Settings
+from mpaas.storage.db import utcnow
 
 FAST = {"push_poll_interval": 0.05, "push_backoff_base": 0.01, "push_backoff_max": 0.05}
 

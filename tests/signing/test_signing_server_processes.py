@@ -22,11 +22,11 @@ import jwt
 import pytest
 from tuf.api.metadata import Metadata, Snapshot, Targets, Timestamp
 
-from mpaas.db import Database
 from mpaas.settings import Settings
 from mpaas.signing.client import MpaasUpdateClient
 from mpaas.signing.codepush import generate_codepush_keypair, verify_bundle_dir
 from mpaas.signing.db_store import DbMetadataStore
+from mpaas.storage.db import Database
 from tests_support import free_port
 
 MPAAS = [sys.executable, "-m", "mpaas.cli.main"]

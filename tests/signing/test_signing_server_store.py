@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from mpaas.db import Database
 from mpaas.errors import ConfigError
-from mpaas.migrate import upgrade_async
 from mpaas.settings import Settings
 from mpaas.signing.db_store import DbMetadataStore
 from mpaas.signing.errors import VersionConflict
+from mpaas.storage.db import Database
+from mpaas.storage.migrate import upgrade_async
 
 APP = "bank"
 

@@ -32,12 +32,12 @@ from tuf.ngclient import Updater
 from tuf.ngclient._internal import trusted_metadata_set
 
 from mpaas.appkeys import SETTINGS
-from mpaas.blobs.base import blob_key
 from mpaas.signing.client import MpaasUpdateClient
 from mpaas.signing.expo import verify_expo_signature
 from mpaas.signing.service import SigningConfig, SigningService
 from mpaas.signing.service_key import SIGNING
 from mpaas.signing.tuf_root import SERIALIZER, sign_with
+from mpaas.storage.blobs.base import blob_key
 
 APP = "bank"
 FULL_V1 = "offline/transfer/1.0.0/full.zip"

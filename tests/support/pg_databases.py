@@ -64,7 +64,7 @@ class PgDatabases:
         self.ready = False
 
     def _prepare(self, data_dir: Path) -> None:
-        from mpaas.migrate import upgrade
+        from mpaas.storage.migrate import upgrade
 
         _run(_pg_exec(self.admin_url, f'CREATE DATABASE "{self.template}"'))
         self.created.append(self.template)

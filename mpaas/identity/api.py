@@ -1,0 +1,199 @@
+"""Identity endpoints: apps, channels, deployment keys, tokens, the audit log and whoami."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from mpaas.appkeys import DB
+from mpaas.errors import ValidationError
+from mpaas.identity import audit, tenancy
+from mpaas.identity.guard import actor_of, principal_of
+from mpaas.identity.tokens import create_token, list_tokens, revoke_token
+from mpaas.web.api import Api, field_str, json_response, page, pagination, read_object
+
+api = Api()
+
+APP_BODY = {
+    "type": "object",
+    "required": ["name", "platforms"],
+    "properties": {
+        "name": {"type": "string", "pattern": tenancy.NAME_RE.pattern},
+        "platforms": {"type": "array", "items": {"enum": list(tenancy.PLATFORMS)}},
+    },
+}
+
+
+@api.route(
+    "POST",
+    "/api/v1/apps",
+    summary="Create an app with staging and production channels",
+    tag="apps",
+    roles=("admin",),
+    body=APP_BODY,
+    responses={201: "created", 409: "exists"},
+)
+async def create_app_handler(request: web.Request) -> web.Response:
+    data = await read_object(request)
+    name = field_str(data, "name", max_len=63)
+    platforms = data.get("platforms") or []
+    if not isinstance(platforms, list) or not all(isinstance(p, str) for p in platforms):
+        raise ValidationError("field 'platforms' must be a list of strings")
+    assert name is not None
+    app, channels = await tenancy.create_app(request.app[DB], actor_of(request), name, platforms)
+    out = tenancy.app_dict(app) | {"channels": [tenancy.channel_dict(c, app.name) for c in channels]}
+    return json_response(out, status=201)
+
+
+@api.route(
+    "GET",
+    "/api/v1/apps",
+    summary="List apps",
+    tag="apps",
+    roles=("release-manager", "analyst", "push-operator"),
+    query={"limit": "int", "offset": "int"},
+)
+async def list_apps_handler(request: web.Request) -> web.Response:
+    limit, offset = pagination(request)
+    rows, total = await tenancy.list_apps(request.app[DB], limit=limit, offset=offset)
+    return json_response(page([tenancy.app_dict(a) for a in rows], total, limit, offset))
+
+
+@api.route(
+    "GET",
+    "/api/v1/apps/{app}",
+    summary="Show an app",
+    tag="apps",
+    roles=("release-manager", "analyst", "push-operator"),
+)
+async def show_app_handler(request: web.Request) -> web.Response:
+    app = await tenancy.get_app(request.app[DB], request.match_info["app"])
+    return json_response(tenancy.app_dict(app))
+
+
+@api.route(
+    "GET",
+    "/api/v1/apps/{app}/channels",
+    summary="List an app's channels with their deployment keys",
+    tag="apps",
+    roles=("release-manager",),
+)
+async def list_channels_handler(request: web.Request) -> web.Response:
+    name = request.match_info["app"]
+    rows = await tenancy.list_channels(request.app[DB], name)
+    return json_response({"items": [tenancy.channel_dict(c, name) for c in rows]})
+
+
+@api.route(
+    "POST",
+    "/api/v1/apps/{app}/channels",
+    summary="Create a channel",
+    tag="apps",
+    roles=("admin",),
+    body={"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+    responses={201: "created"},
+)
+async def create_channel_handler(request: web.Request) -> web.Response:
+    data = await read_object(request)
+    name = field_str(data, "name", max_len=63)
+    assert name is not None
+    app = request.match_info["app"]
+    row = await tenancy.create_channel(request.app[DB], actor_of(request), app, name)
+    return json_response(tenancy.channel_dict(row, app), status=201)
+
+
+@api.route(
+    "POST",
+    "/api/v1/apps/{app}/channels/{channel}/rotate-key",
+    summary="Replace a channel's deployment key",
+    tag="apps",
+    roles=("admin",),
+)
+async def rotate_key_handler(request: web.Request) -> web.Response:
+    app, channel = request.match_info["app"], request.match_info["channel"]
+    row = await tenancy.rotate_deployment_key(request.app[DB], actor_of(request), app, channel)
+    return json_response(tenancy.channel_dict(row, app))
+
+
+TOKEN_BODY = {
+    "type": "object",
+    "required": ["role"],
+    "properties": {
+        "role": {"enum": ["admin", "release-manager", "analyst", "push-operator"]},
+        "name": {"type": "string"},
+    },
+}
+
+
+def token_dict(row: object) -> dict[str, object]:
+    keys = ("id", "name", "role", "prefix", "created_by", "created_at", "revoked_at", "last_used_at")
+    return {k: getattr(row, k) for k in keys}
+
+
+@api.route(
+    "POST",
+    "/api/v1/tokens",
+    summary="Create an API token; the secret is shown once",
+    tag="tokens",
+    roles=("admin",),
+    body=TOKEN_BODY,
+    responses={201: "created"},
+)
+async def create_token_handler(request: web.Request) -> web.Response:
+    data = await read_object(request)
+    role = field_str(data, "role", max_len=32)
+    name = field_str(data, "name", required=False, max_len=128) or f"{role}-token"
+    assert role is not None
+    row, secret = await create_token(request.app[DB], actor_of(request), name=name, role=role)
+    return json_response(token_dict(row) | {"token": secret}, status=201)
+
+
+@api.route(
+    "GET", "/api/v1/tokens", summary="List API tokens (never their secrets)", tag="tokens", roles=("admin",)
+)
+async def list_tokens_handler(request: web.Request) -> web.Response:
+    rows = await list_tokens(request.app[DB])
+    return json_response({"items": [token_dict(r) for r in rows]})
+
+
+@api.route(
+    "DELETE", "/api/v1/tokens/{token_id}", summary="Revoke an API token", tag="tokens", roles=("admin",)
+)
+async def revoke_token_handler(request: web.Request) -> web.Response:
+    try:
+        token_id = int(request.match_info["token_id"])
+    except ValueError:
+        raise ValidationError("token id must be an integer") from None
+    row = await revoke_token(request.app[DB], actor_of(request), token_id)
+    return json_response(token_dict(row))
+
+
+@api.route(
+    "GET",
+    "/api/v1/audit",
+    summary="Read the audit log, newest first",
+    tag="audit",
+    roles=("admin",),
+    query={"app": "string", "action": "string", "limit": "int", "offset": "int"},
+)
+async def audit_handler(request: web.Request) -> web.Response:
+    limit, offset = pagination(request)
+    rows, total = await audit.list_entries(
+        request.app[DB],
+        app=request.query.get("app"),
+        action=request.query.get("action"),
+        limit=limit,
+        offset=offset,
+    )
+    return json_response(page([r.model_dump() for r in rows], total, limit, offset))
+
+
+@api.route(
+    "GET",
+    "/api/v1/whoami",
+    summary="The calling token's name and role",
+    tag="tokens",
+    roles=("release-manager", "analyst", "push-operator"),
+)
+async def whoami_handler(request: web.Request) -> web.Response:
+    p = principal_of(request)
+    return json_response({"id": p.token_id, "name": p.name, "role": p.role})

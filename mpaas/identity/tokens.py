@@ -1,0 +1,101 @@
+"""Admin API tokens and role checks.
+
+A token is ``mpaas_`` followed by 40 random url-safe characters. Only its sha256 is
+stored: tokens are high-entropy, so a fast hash is enough and lookups stay indexed.
+``admin`` may do everything; other roles are listed per endpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlmodel import select
+
+from mpaas.errors import NotFound, Unauthorized, ValidationError
+from mpaas.identity.audit import Actor, record
+from mpaas.identity.models import ApiToken
+from mpaas.identity.roles import ROLES
+from mpaas.storage.db import Database, utcnow
+
+TOKEN_PREFIX = "mpaas_"  # noqa: S105 - a public prefix, not a secret
+LAST_USED_RESOLUTION = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Principal:
+    token_id: int
+    name: str
+    role: str
+
+    @property
+    def actor(self) -> str:
+        return f"token:{self.token_id}:{self.name}"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token_secret() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(30)
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise ValidationError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    return role
+
+
+async def create_token(db: Database, actor: Actor, *, name: str, role: str) -> tuple[ApiToken, str]:
+    """Create a token; the secret is returned once and never stored."""
+    check_role(role)
+    secret = new_token_secret()
+    row = ApiToken(
+        name=name, role=role, token_hash=hash_token(secret), prefix=secret[:12], created_by=actor.name
+    )
+    async with db.write() as s:
+        s.add(row)
+        await s.flush()
+        record(s, actor, "token.create", f"token:{row.id}", detail={"role": role, "name": name})
+    return row, secret
+
+
+async def revoke_token(db: Database, actor: Actor, token_id: int) -> ApiToken:
+    async with db.write() as s:
+        row = await s.get(ApiToken, token_id)
+        if row is None:
+            raise NotFound(f"token {token_id} not found", code="token_not_found")
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+            s.add(row)
+            record(s, actor, "token.revoke", f"token:{token_id}")
+        return row
+
+
+async def list_tokens(db: Database) -> list[ApiToken]:
+    async with db.session() as s:
+        return list((await s.exec(select(ApiToken).order_by(ApiToken.id))).all())  # type: ignore[arg-type]
+
+
+async def authenticate(db: Database, header: str | None) -> Principal:
+    if not header:
+        raise Unauthorized("missing Authorization: Bearer token", code="missing_token")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Authorization must be 'Bearer <token>'", code="invalid_token")
+    digest = hash_token(token.strip())
+    async with db.session() as s:
+        row = (await s.exec(select(ApiToken).where(ApiToken.token_hash == digest))).first()
+    if row is None or row.revoked_at is not None or row.id is None:
+        raise Unauthorized("token is invalid or revoked", code="invalid_token")
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
+        async with db.write() as s:
+            fresh = await s.get(ApiToken, row.id)
+            if fresh is not None:
+                fresh.last_used_at = now
+                s.add(fresh)
+    return Principal(row.id, row.name, row.role)

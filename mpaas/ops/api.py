@@ -1,0 +1,90 @@
+"""Operator endpoints: health, Prometheus metrics, the OpenAPI document, and blob gc."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from mpaas.appkeys import BLOBS, DB, GC_SOURCES, METRICS, SETTINGS
+from mpaas.errors import Unauthorized, ValidationError
+from mpaas.identity.guard import actor_of
+from mpaas.ops.gc import DEFAULT_GRACE, collect_garbage
+from mpaas.web.api import Api, json_response, read_object
+from mpaas.web.openapi import build_openapi
+
+api = Api()
+
+
+@api.route(
+    "GET",
+    "/healthz",
+    summary="Liveness and readiness: checks the database and the blob store",
+    tag="operations",
+    auth="public",
+    responses={200: "healthy", 503: "a dependency is down"},
+)
+async def healthz(request: web.Request) -> web.Response:
+    checks: dict[str, str] = {}
+    ok = True
+    for name, probe in (("database", request.app[DB].ping()), ("blobs", request.app[BLOBS].check())):
+        try:
+            await asyncio.wait_for(probe, timeout=5)
+            checks[name] = "ok"
+        except Exception as exc:
+            ok = False
+            checks[name] = f"error: {type(exc).__name__}"
+    return json_response(
+        {"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503
+    )
+
+
+@api.route("GET", "/metrics", summary="Prometheus metrics (text format)", tag="operations", auth="metrics")
+async def metrics(request: web.Request) -> web.Response:
+    expected = request.app[SETTINGS].metrics_token
+    if expected:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise Unauthorized("metrics need the configured bearer token", code="invalid_token")
+    body = generate_latest(request.app[METRICS])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@api.route(
+    "GET", "/api/openapi.json", summary="This API's OpenAPI 3.1 document", tag="operations", auth="public"
+)
+async def openapi_doc(request: web.Request) -> web.Response:
+    return json_response(build_openapi(request.app))
+
+
+@api.route(
+    "POST",
+    "/api/v1/gc",
+    summary="Delete blobs that nothing references (older than grace_seconds)",
+    tag="operations",
+    roles=("admin",),
+    body={
+        "type": "object",
+        "properties": {"dry_run": {"type": "boolean"}, "grace_seconds": {"type": "integer", "minimum": 0}},
+    },
+)
+async def gc_handler(request: web.Request) -> web.Response:
+    data = await read_object(request) if request.can_read_body else {}
+    dry_run = data.get("dry_run", False)
+    grace = data.get("grace_seconds", int(DEFAULT_GRACE.total_seconds()))
+    if not isinstance(dry_run, bool) or not isinstance(grace, int) or grace < 0:
+        raise ValidationError("dry_run must be a boolean and grace_seconds a non-negative integer")
+    sources: list[Any] = request.app[GC_SOURCES]
+    report = await collect_garbage(
+        request.app[DB],
+        request.app[BLOBS],
+        sources,
+        actor_of(request),
+        grace=timedelta(seconds=grace),
+        dry_run=dry_run,
+    )
+    return json_response(report.to_dict())
