@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from update_check import seeded, write_block
+from update_check_setup import seeded, write_block
 
 SERVE = """
 import asyncio, sys

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import re
+
 import click
 
 from mpaas.cli.client import ApiClient
-from mpaas.cli.config import Target, save_target
+from mpaas.cli.config import Target, config_path, forget_target, save_target, server_url_problem
 from mpaas.cli.output import emit, emit_json, json_option
 
 page_options = [
@@ -14,28 +17,77 @@ page_options = [
 ]
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+MAX_DURATION_SECONDS = 10 * 366 * 86_400
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in ``90d``, ``12h``, ``30m``, ``2w`` or ``45s``; ValueError says what is accepted."""
+    match = re.fullmatch(r"([1-9][0-9]{0,7})([smhdw])", text.strip().lower())
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration; use a number and a unit, e.g. 90d, 12h, 30m or 2w")
+    seconds = int(match.group(1)) * DURATION_UNITS[match.group(2)]
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"{text!r} is longer than 10 years")
+    return seconds
+
+
 def paged(fn):  # type: ignore[no-untyped-def]
     for option in reversed(page_options):
         fn = option(fn)
     return fn
 
 
+def _server_option(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    problem = server_url_problem(value)
+    if problem is not None:
+        raise click.BadParameter(problem, ctx=ctx, param=param)
+    return value.strip().rstrip("/")
+
+
 @click.command("login")
-@click.option("--server", required=True, help="Server URL, e.g. https://mpaas.example.com")
+@click.option(
+    "--server",
+    required=True,
+    callback=_server_option,
+    help="Server URL with its scheme, e.g. https://mpaas.example.com or http://127.0.0.1:8080",
+)
 @click.option("--token", prompt=True, hide_input=True, help="API token (prompted when omitted).")
 def login_cmd(server: str, token: str) -> None:
     """Check a token against a server and store both in the user's config."""
-    client = ApiClient(Target(server.rstrip("/"), token.strip()))
+    client = ApiClient(Target(server, token.strip()))
     me = client.call("GET", "/api/v1/whoami")
-    path = save_target(server, token.strip())
+    path = save_target(server, token.strip(), name=me.get("name"), role=me.get("role"))
     click.echo(f"logged in to {server} as {me['name']} ({me['role']}); saved to {path}", err=True)
+
+
+@click.command("logout")
+@json_option
+def logout_cmd(as_json: bool) -> None:
+    """Forget the stored server and token (the token stays valid: revoke it to end it)."""
+    path = config_path()
+    removed = forget_target()
+    if as_json:
+        emit_json({"config": str(path), "removed": removed})
+        return
+    if not removed["had_token"] and not removed.get("server"):
+        click.echo(f"not logged in: nothing stored in {path}", err=True)
+    else:
+        who = f" as {removed['name']} ({removed['role']})" if removed.get("name") else ""
+        server = removed.get("server") or "?"
+        click.echo(f"logged out of {server}{who}: removed the stored server and token from {path}", err=True)
+    if os.environ.get("MPAAS_TOKEN"):
+        click.echo("note: MPAAS_TOKEN is still set in this environment and is still used", err=True)
 
 
 @click.command("whoami")
 @json_option
 def whoami_cmd(as_json: bool) -> None:
-    """Show which token the CLI is using."""
-    emit(ApiClient().call("GET", "/api/v1/whoami"), as_json)
+    """Show the server the CLI talks to and who it is logged in as."""
+    client = ApiClient()
+    me = client.call("GET", "/api/v1/whoami")
+    out = {"server": client.target.server} | me
+    emit(out, as_json)
 
 
 @click.group("tokens")
@@ -48,10 +100,21 @@ def tokens_group() -> None:
     "--role", required=True, type=click.Choice(["admin", "release-manager", "analyst", "push-operator"])
 )
 @click.option("--name", help="A label, e.g. ci-pipeline.")
+@click.option(
+    "--expires",
+    metavar="DURATION",
+    help="Expire after this long: 90d, 12h, 30m, 2w (default: never).",
+)
 @json_option
-def tokens_create(role: str, name: str | None, as_json: bool) -> None:
+def tokens_create(role: str, name: str | None, expires: str | None, as_json: bool) -> None:
     """Create a token and print only the token, so scripts can capture it."""
-    out = ApiClient().call("POST", "/api/v1/tokens", json_body={"role": role, "name": name})
+    body: dict[str, object] = {"role": role, "name": name}
+    if expires is not None:
+        try:
+            body["expires_in_seconds"] = parse_duration(expires)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--expires'") from None
+    out = ApiClient().call("POST", "/api/v1/tokens", json_body=body)
     emit_json(out) if as_json else click.echo(out["token"])
 
 
@@ -62,7 +125,7 @@ def tokens_list(as_json: bool) -> None:
     emit(
         ApiClient().call("GET", "/api/v1/tokens"),
         as_json,
-        ["id", "name", "role", "prefix", "created_at", "revoked_at", "last_used_at"],
+        ["id", "name", "role", "prefix", "created_at", "expires_at", "revoked_at", "last_used_at"],
     )
 
 

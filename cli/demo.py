@@ -59,8 +59,10 @@ async def _sample_release(settings: Settings, db: Any, app: Any, actor: Actor) -
     import zipfile
 
     from mpaas.packages.intake.uploads import Uploads
-    from mpaas.packages.releases.service import ReleaseService, ReleaseSpec
-    from mpaas.packages.service import PackageService, PublishSpec
+    from mpaas.packages.releases.service import ReleaseService
+    from mpaas.packages.releases.views import ReleaseSpec
+    from mpaas.packages.service import PackageService
+    from mpaas.packages.spec import PublishSpec
     from mpaas.storage.blobs import make_blob_store
 
     buf = io.BytesIO()

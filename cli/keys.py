@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from mpaas.cli.errors import CliError
-from mpaas.cli.operator import load_settings, migrate, prepare_data_dir, settings_options
+from mpaas.cli.operator import load_settings, migrate, open_data_dir, settings_options
 from mpaas.cli.output import emit_json, emit_table, json_option
 from mpaas.settings import Settings
 
@@ -28,23 +28,21 @@ ROLES = click.Choice(["timestamp", "snapshot", "targets", "root"])
 
 @asynccontextmanager
 async def _service(settings: Settings) -> AsyncIterator[Any]:
-    from mpaas.signing.service import SigningConfig, SigningService
-    from mpaas.storage.blobs import make_blob_store
+    from mpaas.signing.ceremonies import KeyCeremonies
+    from mpaas.signing.config import SigningConfig
     from mpaas.storage.db import Database
 
     db = Database(settings)
-    blobs = make_blob_store(settings)
     try:
-        yield SigningService(db, blobs, SigningConfig.from_settings(settings))
+        yield KeyCeremonies(db, SigningConfig.from_settings(settings))
     finally:
-        await blobs.close()
         await db.close()
 
 
 def _run(overrides: dict[str, Any], action: Callable[[Any], Awaitable[T]]) -> T:
     settings = load_settings(overrides)
-    if settings.is_sqlite:
-        prepare_data_dir(settings)
+    path = open_data_dir(settings)  # keys live under <data dir>/keys even on PostgreSQL
+    click.echo(f"data directory: {path}", err=True)
     if settings.should_auto_migrate:
         migrate(settings)
 

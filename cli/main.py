@@ -8,6 +8,10 @@ import click
 
 from mpaas import __version__
 from mpaas.cli import admin, demo, keys, operator, packages, publish
+from mpaas.cli import analytics as analytics_cli
+from mpaas.cli import banking as banking_cli
+from mpaas.cli import events as events_cli
+from mpaas.cli import operations as operations_cli
 from mpaas.cli import push as push_cli
 from mpaas.cli import releases as releases_cli
 from mpaas.errors import MpaasError
@@ -30,6 +34,7 @@ for command in (
     operator.server_cmd,
     demo.demo_cmd,
     admin.login_cmd,
+    admin.logout_cmd,
     admin.whoami_cmd,
     admin.tokens_group,
     admin.apps_group,
@@ -43,6 +48,11 @@ for command in (
     releases_cli.releases_group,
     push_cli.push_group,
     keys.keys_group,
+    analytics_cli.analytics_group,
+    events_cli.events_group,
+    operations_cli.operations_group,
+    banking_cli.banking_group,
+    banking_cli.gateway_group,
 ):
     cli.add_command(command)
 

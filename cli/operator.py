@@ -39,9 +39,28 @@ def load_settings(overrides: dict[str, Any]) -> Settings:
 
 
 def prepare_data_dir(settings: Settings) -> None:
+    """Create the data directory: `mpaas init` (and `mpaas demo`) only; others use open_data_dir."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     for sub in (settings.tmp_dir, settings.keys_dir):
         sub.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def open_data_dir(settings: Settings) -> Path:
+    """The existing data directory (absolute); refuse to create one where none was initialised.
+
+    Run in the wrong directory, an operator command would otherwise make a fresh
+    ``./.mpaas`` with an empty database and act on that instead of the real one.
+    """
+    path = settings.data_dir.absolute()
+    if not path.is_dir():
+        raise CliError(
+            f"no mpaas data directory at {path}: pass --data-dir or set MPAAS_DATA_DIR, "
+            "or create one with `mpaas init`",
+            exit_code=2,
+        )
+    for sub in (settings.tmp_dir, settings.keys_dir):
+        sub.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
 
 
 def migrate(settings: Settings) -> None:
@@ -106,10 +125,10 @@ def db_group() -> None:
 @db_group.command("upgrade")
 @settings_options
 def db_upgrade(overrides: dict[str, Any]) -> None:
-    """Apply all pending migrations."""
+    """Apply all pending migrations (SQLite: in an initialised data directory)."""
     settings = load_settings(overrides)
     if settings.is_sqlite:
-        prepare_data_dir(settings)
+        click.echo(f"data directory: {open_data_dir(settings)}", err=True)
     migrate(settings)
     click.echo("database is up to date", err=True)
 
@@ -123,8 +142,10 @@ def config_group() -> None:
 @settings_options
 @json_option
 def config_show(overrides: dict[str, Any], as_json: bool) -> None:
-    """Print the effective settings, secrets masked."""
-    shown = load_settings(overrides).display()
+    """Print the effective settings (secrets masked) and the server and user the CLI uses."""
+    from mpaas.cli.config import cli_identity
+
+    shown = load_settings(overrides).display() | cli_identity()
     emit_json(shown) if as_json else emit_record(shown)
 
 
@@ -180,7 +201,11 @@ def server_cmd(overrides: dict[str, Any], host: str | None, port: int | None, wo
     settings = load_settings(overrides | {"host": host, "port": port})
     if settings.is_sqlite:
         prepare_data_dir(settings)
-    click.echo(f"mpaas listening on http://{settings.host}:{settings.port} (pid {os.getpid()})", err=True)
+    click.echo(
+        f"mpaas listening on http://{settings.host}:{settings.port} "
+        f"(pid {os.getpid()}; data directory {settings.data_dir.absolute()})",
+        err=True,
+    )
     if workers == 1:
         serve(settings)
     else:

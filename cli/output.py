@@ -13,11 +13,36 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
+def _nested(value: Any) -> str:
+    """A value inside a dict or list, as the tables read: ``all``, ``k=v, k2=v2``, ``a,b``."""
+    if value is None:
+        return "-"
+    if isinstance(value, Mapping):
+        parts = []
+        for key, item in value.items():
+            if item is True:
+                parts.append(str(key))
+            elif item is False or item is None:
+                parts.append(f"{key}=no" if item is False else f"{key}=-")
+            elif isinstance(item, Mapping):
+                parts.append(f"{key}=({_nested(item)})")
+            else:
+                parts.append(f"{key}={_nested(item)}")
+        return ", ".join(parts) if parts else "-"
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_nested(v) for v in value]
+        sep = "; " if any(isinstance(v, Mapping) for v in value) else ","
+        return sep.join(items) if items else "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
-    if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value)
+    if isinstance(value, Mapping | list | tuple | set | frozenset):
+        return _nested(value)
     return str(value)
 
 

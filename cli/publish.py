@@ -68,9 +68,8 @@ def codepush_signed(path: Path, private_key: Path | None) -> Iterator[tuple[Path
     if private_key is None:
         yield path, None
         return
-    import jwt
-
     from mpaas.packages.intake.unpack import unpack
+    from mpaas.packages.manifest import manifest_of_tree
     from mpaas.signing.codepush import sign_bundle_dir
 
     key_pem = private_key.read_bytes()
@@ -78,9 +77,9 @@ def codepush_signed(path: Path, private_key: Path | None) -> Iterator[tuple[Path
         tree = Path(tmp) / "package"
         tree.mkdir()
         unpack(path, tree)
-        token = sign_bundle_dir(tree, key_pem)
-        claims = jwt.decode(token, options={"verify_signature": False})
-        yield tree, str(claims["contentHash"])
+        content_hash = manifest_of_tree(tree).codepush_hash  # the hash the device computes
+        sign_bundle_dir(tree, key_pem, content_hash)
+        yield tree, content_hash
 
 
 def file_digest(path: Path) -> tuple[str, int]:

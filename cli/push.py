@@ -13,7 +13,7 @@ import click
 from mpaas.cli.admin import paged
 from mpaas.cli.client import ApiClient
 from mpaas.cli.errors import CliError
-from mpaas.cli.operator import load_settings, migrate, prepare_data_dir, settings_options
+from mpaas.cli.operator import load_settings, migrate, open_data_dir, settings_options
 from mpaas.cli.output import emit, emit_json, emit_record, emit_table, json_option
 
 DURATION_RE = re.compile(r"^(\d+)([smhd]?)$")
@@ -23,7 +23,7 @@ FALLBACKS = click.Choice(["native", "ws", "ws_then_native", "native_then_ws"])
 
 def parse_duration(value: str) -> int:
     """``90``, ``45s``, ``30m``, ``1h``, ``2d`` → seconds."""
-    match = DURATION_RE.match(value.strip().lower())
+    match = DURATION_RE.fullmatch(value.strip().lower())
     if match is None:
         raise click.BadParameter(f"{value!r} is not a duration like 90, 30m, 1h or 2d")
     return int(match.group(1)) * UNITS[match.group(2)]
@@ -196,7 +196,7 @@ def push_worker(overrides: dict[str, Any]) -> None:
     settings = load_settings(overrides)
     setup_logging(settings.log_level, as_json=settings.log_json)
     if settings.is_sqlite:
-        prepare_data_dir(settings)
+        open_data_dir(settings)
     if settings.should_auto_migrate:
         migrate(settings)
     asyncio.run(_run_worker(settings))

@@ -37,6 +37,9 @@ MODEL_MODULES = (
     "mpaas.signing.models",
     "mpaas.packages.releases.models",
     "mpaas.push.models",
+    "mpaas.analytics.models",
+    "mpaas.gateway.models",
+    "mpaas.banking.models",
 )
 
 
@@ -47,6 +50,9 @@ def import_all_models() -> None:
 
 def domain_apis() -> list[Api]:
     """The APIs mounted by the app: core first, then one line per domain."""
+    from mpaas.analytics.api import api as analytics
+    from mpaas.banking.api import api as banking
+    from mpaas.gateway.api import api as gateway
     from mpaas.identity.api import api as identity
     from mpaas.ops.api import api as ops
     from mpaas.packages.api import api as packages
@@ -55,7 +61,7 @@ def domain_apis() -> list[Api]:
     from mpaas.push.api import api as push
     from mpaas.signing.api import api as signing
 
-    return [ops, identity, packages, signing, push, releases, release_clients]
+    return [ops, identity, gateway, packages, signing, push, releases, release_clients, banking, analytics]
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -79,6 +85,9 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_signing)
     app.cleanup_ctx.append(_releases)
     app.cleanup_ctx.append(_push)
+    app.cleanup_ctx.append(_analytics)
+    app.cleanup_ctx.append(_gateway)
+    app.cleanup_ctx.append(_banking)
     return app
 
 
@@ -130,15 +139,19 @@ async def _packages(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _signing(app: web.Application) -> AsyncIterator[None]:
-    """TUF signing: a publish hook, and a maintenance task (re-sign before expiry, reconcile)."""
+    """TUF signing of the packages' targets: a publish hook, and a maintenance task
+    (re-sign before expiry, reconcile)."""
     from mpaas.packages.service_key import PACKAGES
-    from mpaas.signing.service import SigningConfig, SigningService, stop_task
+    from mpaas.packages.tuf_targets import PackageTargets, publish_hook
+    from mpaas.signing.config import SigningConfig
+    from mpaas.signing.service import SigningService, stop_task
     from mpaas.signing.service_key import SIGNING
 
     config = SigningConfig.from_settings(app[SETTINGS])
-    service = SigningService(app[DB], app[BLOBS], config)
+    targets = PackageTargets(app[DB], app[BLOBS])
+    service = SigningService(app[DB], config, targets)
     app[SIGNING] = service
-    app[PACKAGES].hooks.append(service.on_publish)
+    app[PACKAGES].hooks.append(publish_hook(service, targets))
     task = asyncio.create_task(service.run_maintenance()) if config.refresh_interval > 0 else None
     yield
     if task is not None:
@@ -169,4 +182,28 @@ async def _releases(app: web.Application) -> AsyncIterator[None]:
     from mpaas.packages.releases.wiring import releases_context
 
     async with releases_context(app):
+        yield
+
+
+async def _gateway(app: web.Application) -> AsyncIterator[None]:
+    """The gateway core: keys, nonces and rate limits (Redis or SQL)."""
+    from mpaas.gateway.wiring import gateway_context
+
+    async with gateway_context(app):
+        yield
+
+
+async def _banking(app: web.Application) -> AsyncIterator[None]:
+    """Banking: tiers, sessions, the operation registry (plugged into the gateway), the catalogue."""
+    from mpaas.banking.wiring import banking_context
+
+    async with banking_context(app):
+        yield
+
+
+async def _analytics(app: web.Application) -> AsyncIterator[None]:
+    """Analytics: the event spool (files or JetStream) and, in one process, the loader."""
+    from mpaas.analytics.runtime import analytics_context
+
+    async with analytics_context(app, app[SETTINGS], app[DB]):
         yield

@@ -1,6 +1,7 @@
 """The root of every error hierarchy in mpaas.
 
-Services raise subclasses of :class:`MpaasError`; one middleware turns them into
+Services raise subclasses of :class:`MpaasError`; the edge around every route
+(:class:`mpaas.web.edge.Edge`, ADR 0007) turns them into
 ``{"error": {"code", "message"}}`` with the class's HTTP status, and the CLI turns
 them into one line on stderr. Domains add their own subclasses in their
 ``errors.py`` (for example ``mpaas.packages.errors.UnsafeArchive``).

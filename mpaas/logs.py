@@ -33,6 +33,34 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+class MalformedRequestFilter(logging.Filter):
+    """Keep request bytes out of the log when aiohttp refuses a malformed request.
+
+    aiohttp logs a request it cannot parse (an over-long header line, a bad request
+    line) at ERROR with the parser's exception, whose message quotes the first bytes
+    of the offending line: for an over-long ``Authorization`` header, a bearer token.
+    This filter rewrites such a record to one WARNING line naming only the kind of
+    error and its status, and drops the exception.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and _is_parse_error(exc):
+            code = getattr(exc, "code", 400)
+            record.msg = "refused a malformed request (%s, status %s)"
+            record.args = (type(exc).__name__, code)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def _is_parse_error(exc: BaseException) -> bool:
+    from aiohttp.http_exceptions import HttpProcessingError
+
+    return isinstance(exc, HttpProcessingError)
+
+
 def setup_logging(level: str = "INFO", *, as_json: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if as_json:
@@ -42,5 +70,8 @@ def setup_logging(level: str = "INFO", *, as_json: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequestFilter) for f in server_log.filters):
+        server_log.addFilter(MalformedRequestFilter())
     for noisy in ("aiohttp.access", "alembic", "botocore", "boto3", "s3transfer", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

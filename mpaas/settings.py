@@ -8,6 +8,7 @@ with one line that names the variable, so the server fails at start-up, not late
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -17,7 +18,9 @@ from urllib.parse import urlsplit, urlunsplit
 from mpaas.errors import ConfigError
 
 PREFIX = "MPAAS_"
-SECRET_NAMES = ("password", "secret", "token", "key")
+# Shown as *** by `mpaas config show`: an explicit list (matching "key" in a name masked tuf_key_type).
+SECRET_FIELDS = ("metrics_token",)
+URL_NAMES = ("database_url", "blob_url", "s3_endpoint_url", "cdn_base_url", "redis_url", "nats_url")
 
 
 def _int(name: str, raw: str, *, minimum: int = 0, maximum: int | None = None) -> int:
@@ -133,6 +136,30 @@ class Settings:
     tuf_timestamp_expiry_hours: int = 24
     tuf_refresh_interval: int = 600
     tuf_refresh_within_hours: int = 12
+    redis_url: str | None = None
+    redis_prefix: str = "mpaas:"
+    gateway_clock_skew: int = 300
+    gateway_max_body_bytes: int = 64 << 10
+    gateway_app_rate: str = "2000/s"
+    gateway_device_rate: str = "20/s"
+    gateway_user_rate: str = "20/s"
+    gateway_cache_seconds: float = 5.0
+    gateway_upstream_timeout: float = 5.0
+    gateway_upstream_retries: int = 2
+    gateway_breaker_failures: int = 5
+    gateway_breaker_reset_seconds: float = 30.0
+    banking_sms_provider: str = "console"
+    banking_identity_verifier: str = "sandbox"
+    banking_session_days: int = 30
+    banking_poll_seconds: float = 2.0
+    nats_url: str | None = None
+    analytics_nats_stream: str = "MPAAS_EVENTS"
+    analytics_loader: bool = True
+    analytics_load_interval: float = 1.0
+    analytics_max_event_bytes: int = 32 * 1024
+    analytics_max_batch_bytes: int = 500 * 1024
+    analytics_spool_min_free_bytes: int = 1 << 30
+    analytics_dedupe_days: int = 7
 
     @classmethod
     def from_env(
@@ -226,6 +253,32 @@ class Settings:
             tuf_timestamp_expiry_hours=num("tuf_timestamp_expiry_hours", 24, minimum=2, maximum=24 * 365),
             tuf_refresh_interval=num("tuf_refresh_interval", 600, minimum=0, maximum=24 * 3600),
             tuf_refresh_within_hours=num("tuf_refresh_within_hours", 12, minimum=1, maximum=24 * 365),
+            redis_url=_redis_url(raw.get("redis_url")),
+            redis_prefix=str(raw.get("redis_prefix", "mpaas:")),
+            gateway_clock_skew=num("gateway_clock_skew", 300, minimum=10, maximum=3600),
+            gateway_max_body_bytes=num("gateway_max_body_bytes", 64 << 10, minimum=1024, maximum=16 << 20),
+            gateway_app_rate=_rate("gateway_app_rate", raw.get("gateway_app_rate", "2000/s")),
+            gateway_device_rate=_rate("gateway_device_rate", raw.get("gateway_device_rate", "20/s")),
+            gateway_user_rate=_rate("gateway_user_rate", raw.get("gateway_user_rate", "20/s")),
+            gateway_cache_seconds=real("gateway_cache_seconds", 5.0, minimum=0.0, maximum=300.0),
+            gateway_upstream_timeout=real("gateway_upstream_timeout", 5.0, minimum=0.01, maximum=300.0),
+            gateway_upstream_retries=num("gateway_upstream_retries", 2, minimum=0, maximum=10),
+            gateway_breaker_failures=num("gateway_breaker_failures", 5, minimum=1, maximum=1000),
+            gateway_breaker_reset_seconds=real(
+                "gateway_breaker_reset_seconds", 30.0, minimum=0.01, maximum=3600.0
+            ),
+            banking_sms_provider=str(raw.get("banking_sms_provider", "console")),
+            banking_identity_verifier=str(raw.get("banking_identity_verifier", "sandbox")),
+            banking_session_days=num("banking_session_days", 30, minimum=1, maximum=365),
+            banking_poll_seconds=real("banking_poll_seconds", 2.0, minimum=0.05, maximum=300.0),
+            nats_url=_nats_url(raw.get("nats_url")),
+            analytics_nats_stream=str(raw.get("analytics_nats_stream", "MPAAS_EVENTS")),
+            analytics_loader=bool(flag("analytics_loader", True)),
+            analytics_load_interval=real("analytics_load_interval", 1.0, minimum=0.01, maximum=3600.0),
+            analytics_max_event_bytes=num("analytics_max_event_bytes", 32 * 1024, minimum=1024),
+            analytics_max_batch_bytes=num("analytics_max_batch_bytes", 500 * 1024, minimum=1024),
+            analytics_spool_min_free_bytes=num("analytics_spool_min_free_bytes", 1 << 30, minimum=0),
+            analytics_dedupe_days=num("analytics_dedupe_days", 7, minimum=7, maximum=3650),
         )
         if settings.tuf_key_type not in ("ecdsa", "ed25519"):
             raise ConfigError(f"{PREFIX}TUF_KEY_TYPE={settings.tuf_key_type!r} must be ecdsa or ed25519")
@@ -275,9 +328,9 @@ class Settings:
             value = getattr(self, f.name)
             if isinstance(value, Path):
                 value = str(value)
-            if f.name in ("database_url", "blob_url", "s3_endpoint_url", "cdn_base_url") and value:
-                value = mask_url(str(value))
-            elif value and any(s in f.name for s in SECRET_NAMES):
+            if f.name in URL_NAMES and value:
+                value = ",".join(mask_url(u) for u in str(value).split(","))
+            elif value and f.name in SECRET_FIELDS:
                 value = "***"
             out[f.name] = value
         return out
@@ -293,6 +346,32 @@ def _public_url(value: Any) -> str | None:
             f"{PREFIX}PUBLIC_URL={value!r} must be an http(s) URL such as https://updates.example.com"
         )
     return str(value).rstrip("/")
+
+
+def _redis_url(value: Any) -> str | None:
+    """``redis://[:password@]host:port/db`` (or ``rediss://``, ``unix://``); None = SQL instead."""
+    if value is None or value == "":
+        return None
+    parts = urlsplit(str(value))
+    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.netloc or parts.path):
+        raise ConfigError(f"{PREFIX}REDIS_URL={mask_url(str(value))!r} must be a redis:// or rediss:// URL")
+    return str(value)
+
+
+def _nats_url(value: Any) -> str | None:
+    """NATS server URLs, comma-separated for a cluster; None = the local file spool."""
+    urls = [urlsplit(u.strip()) for u in str(value or "").split(",") if u.strip()]
+    if any(u.scheme not in ("nats", "tls") or not u.netloc for u in urls):
+        raise ConfigError(f"{PREFIX}NATS_URL={mask_url(str(value))!r} must be like nats://127.0.0.1:4222")
+    return str(value) if urls else None
+
+
+def _rate(name: str, value: Any) -> str:
+    """A token-bucket rate such as ``20/s``, ``600/m``, ``5/h`` or ``100/d`` (burst = the count)."""
+    text = str(value).strip()
+    if re.fullmatch(r"[1-9][0-9]{0,8}/[smhd]", text) is None:
+        raise ConfigError(f"{PREFIX}{name.upper()}={text!r} must be COUNT/UNIT such as 20/s, 600/m or 5/h")
+    return text
 
 
 def _check_blob_url(url: str) -> None:

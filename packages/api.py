@@ -14,9 +14,20 @@ from mpaas.identity.guard import actor_of
 from mpaas.identity.models import App
 from mpaas.packages.errors import PackageNotFound
 from mpaas.packages.models import KINDS, Package
-from mpaas.packages.service import PackageService, PublishSpec, delta_dict, package_dict
+from mpaas.packages.service import PackageService, delta_dict, package_dict
 from mpaas.packages.service_key import PACKAGES
-from mpaas.web.api import Api, dumps, field_str, json_response, page, pagination, read_object
+from mpaas.packages.spec import PublishSpec
+from mpaas.web.api import (
+    Api,
+    dumps,
+    field_str,
+    json_response,
+    page,
+    pagination,
+    parse_int,
+    read_object,
+    required_str,
+)
 from mpaas.web.downloads import serve_blob
 
 api = Api()
@@ -109,10 +120,9 @@ async def upload_status(request: web.Request) -> web.Response:
     raw_body="application/octet-stream",
 )
 async def upload_chunk(request: web.Request) -> web.Response:
-    try:
-        offset = int(request.query["offset"])
-    except (KeyError, ValueError):
-        raise ValidationError("query parameter 'offset' (an integer) is required") from None
+    if "offset" not in request.query:
+        raise ValidationError("query parameter 'offset' (an integer) is required")
+    offset = parse_int(request.query["offset"], "offset")
     svc = _service(request)
     row = await svc.uploads.append(
         await _app(request), request.match_info["upload_id"], offset, request.content.iter_chunked(256 * 1024)
@@ -132,9 +142,8 @@ def _spec(data: dict[str, Any]) -> tuple[str, PublishSpec]:
     def opt(name: str) -> str | None:
         return field_str(data, name, required=False, max_len=4000)
 
-    upload_id = field_str(data, "upload_id", max_len=64)
-    kind, pid, version = (field_str(data, n, max_len=128) for n in ("kind", "id", "version"))
-    assert upload_id and kind and pid and version
+    upload_id = required_str(data, "upload_id", max_len=64)
+    kind, pid, version = (required_str(data, n, max_len=128) for n in ("kind", "id", "version"))
     return upload_id, PublishSpec(
         kind=kind,
         package_id=pid,
@@ -271,6 +280,7 @@ async def package_manifest(request: web.Request) -> web.StreamResponse:
     summary="Download the full package (zip; Range and ETag)",
     tag="packages",
     roles=RM,
+    head=True,
 )
 async def package_archive(request: web.Request) -> web.StreamResponse:
     _app_row, pkg = await _package(request)
@@ -286,6 +296,7 @@ async def package_archive(request: web.Request) -> web.StreamResponse:
     summary="Download the patch from an earlier version",
     tag="packages",
     roles=RM,
+    head=True,
 )
 async def package_delta(request: web.Request) -> web.StreamResponse:
     _app_row, pkg = await _package(request)

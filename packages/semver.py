@@ -39,7 +39,7 @@ class Version:
 
     @classmethod
     def parse(cls, text: str) -> Version:
-        m = _VERSION_RE.match(text.strip())
+        m = _VERSION_RE.fullmatch(text.strip())
         if not m:
             raise InvalidVersion(f"{text!r} is not a version like 1.2.3")
         pre = tuple(int(p) if p.isdigit() else p for p in m.group(4).split(".")) if m.group(4) else ()
@@ -78,7 +78,7 @@ class Comparator:
 
 
 def _partial(text: str) -> tuple[list[int | None], tuple[int | str, ...]]:
-    m = _PARTIAL_RE.match(text)
+    m = _PARTIAL_RE.fullmatch(text)
     if not m:
         raise InvalidVersion(f"{text!r} is not a version or version pattern")
     parts: list[int | None] = []
@@ -152,8 +152,9 @@ class Range:
                 if not tokens:
                     raise InvalidVersion(f"empty alternative in version range {text!r}")
                 for token in tokens:
-                    m = _COMPARATOR_RE.match(token)
-                    assert m is not None
+                    m = _COMPARATOR_RE.fullmatch(token)
+                    if m is None:
+                        raise InvalidVersion(f"{token!r} is not a comparator in version range {text!r}")
                     comparators += _bounds(m.group(1) or "", m.group(2))
             alternatives.append(tuple(comparators))
         return cls(text.strip(), tuple(alternatives))

@@ -14,13 +14,15 @@ The pipeline for one publish:
 Nothing is visible before step 5 commits. Blobs stored by a publish that dies
 before its commit are unreferenced, invisible, and removed by ``mpaas gc``. After a
 commit, publish hooks run (the signing domain adds targets there).
+
+The request and its validation are in :mod:`mpaas.packages.spec`; steps 3 and 5 in
+:mod:`mpaas.packages.store`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,83 +34,22 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from mpaas.identity.audit import Actor, record
+from mpaas.identity.audit import Actor
 from mpaas.identity.models import App
 from mpaas.packages.deltas import builder as delta
 from mpaas.packages.errors import InvalidPackageMeta, PackageNotFound, PackageVersionExists
 from mpaas.packages.intake import unpack as intake
 from mpaas.packages.intake.uploads import Uploads
-from mpaas.packages.intake.zipout import write_zip
 from mpaas.packages.manifest import FileEntry, Manifest
-from mpaas.packages.models import KINDS, Package, PackageDelta, PackageFile
-from mpaas.packages.semver import check_range
+from mpaas.packages.models import Package, PackageDelta, PackageFile
+from mpaas.packages.spec import PublishSpec
+from mpaas.packages.store import Built, Progress, insert_package, store_tree
 from mpaas.storage.blobs import BlobStore
 from mpaas.storage.db import Database
-from mpaas.storage.locks import lock_row
 
 log = logging.getLogger("mpaas.packages")
 
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
-VHOST_RE = re.compile(
-    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
-)
-PATCH_TYPES = ("dex", "so", "resource", "script")
-PLATFORMS = ("ios", "android")
-
-Progress = Callable[[str, int, int], None]
 PublishHook = Callable[[App, Package, list[PackageDelta]], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class PublishSpec:
-    kind: str
-    package_id: str
-    version: str
-    description: str = ""
-    entry: str | None = None
-    vhost: str | None = None
-    target_binary_range: str | None = None
-    platform: str | None = None
-    patch_type: str | None = None
-
-    def validate(self) -> dict[str, Any]:
-        """Check the fields for the kind; return the metadata to store."""
-        if self.kind not in KINDS:
-            raise InvalidPackageMeta(f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
-        if not ID_RE.match(self.package_id):
-            raise InvalidPackageMeta(f"package id {self.package_id!r} must be 1-128 of A-Z a-z 0-9 . _ -")
-        if not VERSION_RE.match(self.version):
-            raise InvalidPackageMeta(f"version {self.version!r} must be 1-64 of A-Z a-z 0-9 . + _ -")
-        if len(self.description) > 4000:
-            raise InvalidPackageMeta("description is longer than 4000 characters")
-        meta: dict[str, Any] = {"description": self.description}
-        if self.kind == "offline":
-            meta["entry"] = self.entry or "index.html"
-            if self.vhost is not None:
-                if not VHOST_RE.match(self.vhost):
-                    raise InvalidPackageMeta(f"vhost {self.vhost!r} is not a lowercase host name")
-                meta["vhost"] = self.vhost
-        elif self.kind == "bundle":
-            if self.entry:
-                meta["entry"] = self.entry
-            if self.target_binary_range:
-                meta["target_binary_range"] = check_range(self.target_binary_range)
-        else:
-            if not self.target_binary_range:
-                raise InvalidPackageMeta(
-                    "a hotfix needs --target-binary (a version range such as '>=5.2 <6')"
-                )
-            if self.platform not in PLATFORMS:
-                raise InvalidPackageMeta(f"a hotfix needs --platform, one of {', '.join(PLATFORMS)}")
-            if self.patch_type not in PATCH_TYPES:
-                raise InvalidPackageMeta(f"a hotfix needs --patch-type, one of {', '.join(PATCH_TYPES)}")
-            meta |= {
-                "target_binary_range": check_range(self.target_binary_range),
-                "platform": self.platform,
-                "patch_type": self.patch_type,
-            }
-        return meta
 
 
 @dataclass
@@ -116,17 +57,6 @@ class PublishResult:
     package: Package
     deltas: list[PackageDelta]
     created: bool
-
-
-@dataclass
-class _Built:
-    """What the off-loop part of a publish produced, before the commit."""
-
-    manifest: Manifest
-    archive: tuple[str, int]
-    manifest_blob: str
-    deltas: list[tuple[int, str, int, dict[str, Any]]] = field(default_factory=list)
-    reused: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -178,7 +108,7 @@ class PackageService:
                         await self.uploads.discard(upload_id)
                         return PublishResult(existing, await self._deltas_of(existing), created=False)
                     raise PackageVersionExists(self._exists_message(spec))
-                built = await self._store(tree, manifest, work, report)
+                built = await store_tree(self.blobs, tree, manifest, work, report)
                 await self._build_deltas(app, spec, tree, manifest, built, work, report)
                 result = await self._commit(app, actor, spec, meta, built)
             finally:
@@ -204,34 +134,13 @@ class PackageService:
         if entry and spec.kind != "hotfix" and entry not in manifest.by_path():
             raise InvalidPackageMeta(f"entry page {entry!r} is not a file in the package")
 
-    async def _store(self, tree: Path, manifest: Manifest, work: Path, report: Progress) -> _Built:
-        total = manifest.file_count
-        reused: set[str] = set()
-        for i, entry in enumerate(manifest.files):
-            if await self.blobs.exists(entry.sha256):
-                reused.add(entry.sha256)
-            else:
-                await self.blobs.put_file(tree / entry.path, sha256=entry.sha256)
-            if i % 50 == 0 or i + 1 == total:
-                report("store", i + 1, total)
-        archive_path = work / "full.zip"
-        await asyncio.to_thread(write_zip, tree, manifest, archive_path)
-        archive = await self.blobs.put_file(archive_path)
-        manifest_path = work / "manifest.json"
-        await asyncio.to_thread(manifest_path.write_bytes, manifest.to_json())
-        manifest_ref = await self.blobs.put_file(manifest_path)
-        # The archive and manifest may already exist (same content as another version):
-        # re-check them at commit like any reused blob.
-        reused |= {archive.sha256, manifest_ref.sha256}
-        return _Built(manifest, (archive.sha256, archive.size), manifest_ref.sha256, reused=reused)
-
     async def _build_deltas(
         self,
         app: App,
         spec: PublishSpec,
         tree: Path,
         manifest: Manifest,
-        built: _Built,
+        built: Built,
         work: Path,
         report: Progress,
     ) -> None:
@@ -257,54 +166,14 @@ class PackageService:
         report("delta", len(bases), len(bases))
 
     async def _commit(
-        self, app: App, actor: Actor, spec: PublishSpec, meta: dict[str, Any], built: _Built
+        self, app: App, actor: Actor, spec: PublishSpec, meta: dict[str, Any], built: Built
     ) -> PublishResult:
-        assert app.id is not None
-        m = built.manifest
         try:
-            async with self.db.write() as s:
-                await lock_row(s, "blobs")
-                for digest in built.reused:
-                    if not await self.blobs.exists(digest):
-                        raise RuntimeError(f"blob {digest} vanished during publish; retry the publish")
-                pkg = Package(
-                    app_id=app.id,
-                    kind=spec.kind,
-                    package_id=spec.package_id,
-                    version=spec.version,
-                    package_hash=m.package_hash,
-                    codepush_hash=m.codepush_hash,
-                    archive_sha256=built.archive[0],
-                    archive_size=built.archive[1],
-                    manifest_sha256=built.manifest_blob,
-                    file_count=m.file_count,
-                    total_size=m.total_size,
-                    meta=meta,
-                    created_by=actor.name,
-                )
-                s.add(pkg)
-                await s.flush()
-                assert pkg.id is not None
-                s.add_all(
-                    PackageFile(package_pk=pkg.id, path=f.path, sha256=f.sha256, size=f.size) for f in m.files
-                )
-                deltas = [
-                    PackageDelta(to_pk=pkg.id, from_pk=base, patch_sha256=d, patch_size=size, stats=stats)
-                    for base, d, size, stats in built.deltas
-                ]
-                s.add_all(deltas)
-                record(
-                    s,
-                    actor,
-                    "package.publish",
-                    f"package:{app.name}/{spec.kind}/{spec.package_id}/{spec.version}",
-                    app=app.name,
-                    detail={"package_hash": m.package_hash, "deltas": len(deltas)},
-                )
+            pkg, deltas = await insert_package(self.db, self.blobs, app, actor, spec, meta, built)
         except IntegrityError:
             # Another process published the same identity first.
             other = await self._find(app, spec.kind, spec.package_id, spec.version)
-            if other is not None and other.package_hash == m.package_hash:
+            if other is not None and other.package_hash == built.manifest.package_hash:
                 return PublishResult(other, await self._deltas_of(other), created=False)
             raise PackageVersionExists(self._exists_message(spec)) from None
         return PublishResult(pkg, deltas, created=True)

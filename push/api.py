@@ -1,9 +1,9 @@
 """HTTP API of the push domain: device registration, the WebSocket channel, receipts (client);
 messages, statistics and per-app settings (admin, role push-operator).
 
-Client calls identify the app by a channel's deployment key (``X-Mpaas-Deployment-Key``
-or ``deployment_key`` in the body) and the device by ``X-Mpaas-Device-Id`` plus the
-secret returned at registration (``X-Mpaas-Device-Secret``).
+Client calls identify the app by a channel's deployment key (``X-Deployment-Key``, or the
+older ``X-Mpaas-Deployment-Key``, or ``deployment_key`` in the body) and the device by
+``X-Mpaas-Device-Id`` plus the secret returned at registration (``X-Mpaas-Device-Secret``).
 """
 
 from __future__ import annotations
@@ -21,22 +21,32 @@ from mpaas.push import devices, messages, receipts, stats, ws
 from mpaas.push.models import FALLBACKS, PROVIDERS
 from mpaas.push.service_key import PUSH
 from mpaas.storage.db import utcnow
-from mpaas.web.api import Api, json_response, page, pagination, read_object
+from mpaas.web.api import (
+    Api,
+    deployment_key_header,
+    json_response,
+    page,
+    pagination,
+    path_id,
+    read_object,
+    refuse_oversized,
+)
 
 api = Api()
 OPS = ("push-operator",)
 BASE = "/api/v1/apps/{app}/push"
-KEY_HEADER, DEVICE_HEADER, SECRET_HEADER = (
-    "X-Mpaas-Deployment-Key",
-    "X-Mpaas-Device-Id",
-    "X-Mpaas-Device-Secret",
-)
+DEVICE_HEADER, SECRET_HEADER = "X-Mpaas-Device-Id", "X-Mpaas-Device-Secret"
+#: Body limits of the client routes (docs/protocol.md): a registration is a token and up
+#: to 50 tags; a receipts batch is up to 500 short objects; the rest take no body.
+DEVICE_LIMIT = 16 * 1024
+RECEIPTS_LIMIT = 64 * 1024
+NO_BODY_LIMIT = 4 * 1024
 
 DEVICE_BODY = {
     "type": "object",
     "required": ["device_id", "provider"],
     "properties": {
-        "deployment_key": {"type": "string", "description": "or the X-Mpaas-Deployment-Key header"},
+        "deployment_key": {"type": "string", "description": "or the X-Deployment-Key header"},
         "device_id": {"type": "string", "maxLength": 128},
         "provider": {"enum": list(PROVIDERS)},
         "token": {"type": "string", "description": "APNs device token (hex) or FCM registration token"},
@@ -89,7 +99,7 @@ SETTINGS_BODY = {
 
 
 async def _client_app(request: web.Request, body: dict[str, Any] | None = None) -> App:
-    key = request.headers.get(KEY_HEADER) or (body or {}).get("deployment_key")
+    key = deployment_key_header(request) or (body or {}).get("deployment_key")
     if key is not None and not isinstance(key, str):
         raise ValidationError("deployment_key must be a string")
     return await devices.app_for_key(request.app[DB], key)
@@ -111,7 +121,7 @@ async def _device(request: web.Request, app: App) -> Any:
     responses={201: "registered (device_secret shown once)", 200: "refreshed", 401: "wrong device secret"},
 )
 async def register_device(request: web.Request) -> web.Response:
-    data = await read_object(request)
+    data = await read_object(request, DEVICE_LIMIT)
     app = await _client_app(request, data)
     spec = devices.parse_device_spec(data)
     reg = await devices.register(request.app[DB], app, spec, request.headers.get(SECRET_HEADER))
@@ -130,6 +140,7 @@ async def register_device(request: web.Request) -> web.Response:
     responses={204: "unregistered"},
 )
 async def unregister_device(request: web.Request) -> web.Response:
+    refuse_oversized(request, NO_BODY_LIMIT)
     app = await _client_app(request)
     await devices.unregister(
         request.app[DB], app, request.match_info["device_id"], request.headers.get(SECRET_HEADER)
@@ -146,6 +157,7 @@ async def unregister_device(request: web.Request) -> web.Response:
     responses={101: "switching protocols"},
 )
 async def push_socket(request: web.Request) -> web.StreamResponse:
+    refuse_oversized(request, NO_BODY_LIMIT)
     app = await _client_app(request)
     device = await _device(request, app)
     service = request.app[PUSH]
@@ -161,7 +173,7 @@ async def push_socket(request: web.Request) -> web.StreamResponse:
     body=RECEIPTS_BODY,
 )
 async def post_receipts(request: web.Request) -> web.Response:
-    data = await read_object(request)
+    data = await read_object(request, RECEIPTS_LIMIT)
     app = await _client_app(request, data)
     device = await _device(request, app)
     items = receipts.parse_receipts(data.get("receipts"))
@@ -172,13 +184,7 @@ async def post_receipts(request: web.Request) -> web.Response:
 
 
 def _message_id(request: web.Request) -> int:
-    try:
-        value = int(request.match_info["message_id"])
-    except ValueError:
-        raise ValidationError("message id must be an integer") from None
-    if not 0 < value < 2**63:
-        raise ValidationError("message id is out of range")
-    return value
+    return path_id(request, "message_id")
 
 
 async def _message_out(request: web.Request, message: Any, app_name: str) -> dict[str, Any]:

@@ -72,14 +72,14 @@ def _opt_str(
         return None
     if not isinstance(value, str) or len(value) > max_len:
         raise InvalidPushRequest(f"field {name!r} must be a string of at most {max_len} characters")
-    if pattern is not None and not pattern.match(value):
+    if pattern is not None and not pattern.fullmatch(value):
         raise InvalidPushRequest(f"field {name!r} has an invalid format")
     return value
 
 
 def parse_device_spec(data: Mapping[str, Any]) -> DeviceSpec:
     device_id = data.get("device_id")
-    if not isinstance(device_id, str) or not DEVICE_ID_RE.match(device_id):
+    if not isinstance(device_id, str) or not DEVICE_ID_RE.fullmatch(device_id):
         raise InvalidPushRequest("field 'device_id' must be 1-128 letters, digits or . _ : -")
     provider = data.get("provider")
     if not isinstance(provider, str) or provider not in PROVIDERS:
@@ -87,7 +87,7 @@ def parse_device_spec(data: Mapping[str, Any]) -> DeviceSpec:
     token = _opt_str(data, "token", 512)
     if provider in NATIVE_PROVIDERS:
         pattern = APNS_TOKEN_RE if provider == "apns" else FCM_TOKEN_RE
-        if token is None or not pattern.match(token):
+        if token is None or not pattern.fullmatch(token):
             raise InvalidPushRequest(f"a valid 'token' is required for provider {provider}")
         if provider == "apns":
             token = token.lower()
@@ -98,7 +98,7 @@ def parse_device_spec(data: Mapping[str, Any]) -> DeviceSpec:
     if raw_tags is not None:
         if not isinstance(raw_tags, list) or len(raw_tags) > MAX_TAGS:
             raise InvalidPushRequest(f"field 'tags' must be a list of at most {MAX_TAGS} strings")
-        if not all(isinstance(t, str) and TAG_RE.match(t) for t in raw_tags):
+        if not all(isinstance(t, str) and TAG_RE.fullmatch(t) for t in raw_tags):
             raise InvalidPushRequest("every tag must be 1-64 letters, digits or . _ : -")
         tags = tuple(sorted(set(raw_tags)))
     return DeviceSpec(
@@ -115,7 +115,7 @@ def parse_device_spec(data: Mapping[str, Any]) -> DeviceSpec:
 
 async def app_for_key(db: Database, deployment_key: str | None) -> App:
     if not deployment_key:
-        raise InvalidDeploymentKey("a deployment key is required (X-Mpaas-Deployment-Key)")
+        raise InvalidDeploymentKey("a deployment key is required (X-Deployment-Key)")
     ref = await tenancy.resolve_deployment_key(db, deployment_key)
     if ref is None:
         raise InvalidDeploymentKey("unknown deployment key")

@@ -96,7 +96,7 @@ def parse_audience(raw: Any) -> dict[str, Any]:
     for value in values:
         if not isinstance(value, str) or not value or len(value) > 128:
             raise InvalidPushRequest(f"audience {kind!r} values must be non-empty strings")
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not pattern.fullmatch(value):
             raise InvalidPushRequest(f"audience {kind!r} value {value!r} has an invalid format")
     return {kind: sorted(set(values))}
 
@@ -108,7 +108,7 @@ def parse_message_spec(data: Mapping[str, Any]) -> MessageSpec:
     if not isinstance(raw_locales, dict):
         raise InvalidPushRequest("field 'locales' must map a locale to {title, body}")
     for locale, variant in raw_locales.items():
-        if not isinstance(locale, str) or not LOCALE_RE.match(locale) or not isinstance(variant, dict):
+        if not isinstance(locale, str) or not LOCALE_RE.fullmatch(locale) or not isinstance(variant, dict):
             raise InvalidPushRequest("field 'locales' must map a locale (e.g. de-CH) to {title, body}")
         entry = {k: v for k in ("title", "body") if (v := _text(variant, k, 2048)) is not None}
         locales[normalize_locale(locale)] = entry

@@ -18,7 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mpaas.push.errors import InvalidPushRequest
 from mpaas.push.models import PENDING, RECEIPT_KINDS, SENT
-from mpaas.push.queue import DELIVERIES, RECEIPTS, execute
+from mpaas.push.queue.tables import DELIVERIES, RECEIPTS, execute
 from mpaas.storage.db import Database
 
 MAX_RECEIPTS = 500

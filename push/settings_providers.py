@@ -14,7 +14,7 @@ from mpaas.errors import ConfigError
 from mpaas.push.providers.apns import ApnsEndpoint, ApnsProvider
 from mpaas.push.providers.base import PushProvider
 from mpaas.push.providers.fcm import DEFAULT_ENDPOINT_BASE, FcmProvider
-from mpaas.push.queue import RetryPolicy
+from mpaas.push.queue.retry import RetryPolicy
 from mpaas.push.worker import WorkerConfig
 from mpaas.settings import Settings
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import distinct, func, select
 
 from mpaas.push.models import FAILED, PENDING, SENT
-from mpaas.push.queue import DELIVERIES, RECEIPTS, execute
+from mpaas.push.queue.tables import DELIVERIES, RECEIPTS, execute
 from mpaas.storage.db import Database
 
 

@@ -19,10 +19,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from mpaas.push import queue
 from mpaas.push.messages import localize
 from mpaas.push.models import PushMessage
 from mpaas.push.providers.base import Notification, PushProvider, SendResult
+from mpaas.push.queue.claims import Claimed, claim
+from mpaas.push.queue.expansion import expand_one_batch
+from mpaas.push.queue.outcomes import SendOutcome, fail_undeliverable, record
+from mpaas.push.queue.retry import RetryPolicy
+from mpaas.push.queue.sweeps import expire_overdue, fire_fallbacks
 from mpaas.storage.db import Database, utcnow
 
 log = logging.getLogger("mpaas.push.worker")
@@ -37,7 +41,7 @@ class WorkerConfig:
     concurrency: int = 2
     lease: timedelta = timedelta(seconds=120)
     poll_interval: float = 1.0
-    policy: queue.RetryPolicy = field(default_factory=queue.RetryPolicy)
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
     #: Rows per housekeeping statement (expiry, fallbacks).
     sweep_limit: int = 1000
 
@@ -72,7 +76,7 @@ class MessageCache:
         return out
 
 
-def build_notification(d: queue.Claimed, message: PushMessage, now: datetime) -> Notification:
+def build_notification(d: Claimed, message: PushMessage, now: datetime) -> Notification:
     title, body = localize(message, d.locale)
     assert d.token is not None
     data = dict(message.data)
@@ -160,13 +164,13 @@ class PushWorker:
     async def housekeeping_once(self) -> bool:
         """Expand one batch of a due message, expire overdue rows, fire fallbacks. True if busy."""
         now = self.clock()
-        expanded = await queue.expand_one_batch(self.db, now, self.config.batch_size)
+        expanded = await expand_one_batch(self.db, now, self.config.batch_size)
         if expanded:
             self._wake_pumps.set()
             if self.on_expanded is not None:
                 self.on_expanded()
-        expired = await queue.expire_overdue(self.db, now, self.config.sweep_limit)
-        fired = await queue.fire_fallbacks(self.db, now, self.config.sweep_limit)
+        expired = await expire_overdue(self.db, now, self.config.sweep_limit)
+        fired = await fire_fallbacks(self.db, now, self.config.sweep_limit)
         if fired:
             self._wake_pumps.set()
             if self.on_expanded is not None:
@@ -186,7 +190,7 @@ class PushWorker:
     async def run_batch(self) -> int:
         """Claim, send and record one batch; returns how many deliveries it handled."""
         now = self.clock()
-        claimed = await queue.claim(
+        claimed = await claim(
             self.db,
             self.worker_id,
             sorted(self.providers),
@@ -197,28 +201,28 @@ class PushWorker:
         if not claimed:
             return 0
         undeliverable = [d.id for d in claimed if not d.device_enabled or d.token is None]
-        await queue.fail_undeliverable(self.db, self.worker_id, undeliverable, now)
+        await fail_undeliverable(self.db, self.worker_id, undeliverable, now)
         ready = [d for d in claimed if d.device_enabled and d.token is not None]
         messages = await self.messages.get_many({d.message_id for d in ready})
-        by_channel: dict[str, list[queue.Claimed]] = {}
+        by_channel: dict[str, list[Claimed]] = {}
         for d in ready:
             by_channel.setdefault(d.channel, []).append(d)
-        outcomes: list[queue.SendOutcome] = []
+        outcomes: list[SendOutcome] = []
         results = await asyncio.gather(
             *(self._send(channel, items, messages, now) for channel, items in by_channel.items())
         )
         for part in results:
             outcomes.extend(part)
-        await queue.record(self.db, self.worker_id, outcomes, self.clock(), self.config.policy, self.rng)
+        await record(self.db, self.worker_id, outcomes, self.clock(), self.config.policy, self.rng)
         return len(claimed)
 
     async def _send(
-        self, channel: str, items: list[queue.Claimed], messages: Mapping[int, PushMessage], now: datetime
-    ) -> list[queue.SendOutcome]:
+        self, channel: str, items: list[Claimed], messages: Mapping[int, PushMessage], now: datetime
+    ) -> list[SendOutcome]:
         provider = self.providers[channel]
         notes = [build_notification(d, messages[d.message_id], now) for d in items]
         answers: list[SendResult] = await provider.send_many(notes)
-        return [queue.SendOutcome(d, r) for d, r in zip(items, answers, strict=True)]
+        return [SendOutcome(d, r) for d, r in zip(items, answers, strict=True)]
 
     async def close_providers(self) -> None:
         for provider in self.providers.values():

@@ -36,7 +36,7 @@ from mpaas.push import receipts
 from mpaas.push.errors import InvalidPushRequest
 from mpaas.push.messages import localize
 from mpaas.push.models import PENDING, SENT, PushMessage
-from mpaas.push.queue import DELIVERIES, RECEIPTS, execute
+from mpaas.push.queue.tables import DELIVERIES, RECEIPTS, execute
 from mpaas.storage.db import Database, utcnow
 
 log = logging.getLogger("mpaas.push.ws")

@@ -4,22 +4,25 @@ What the device does (``CodePushUpdateUtils`` on Android and iOS) after unzippin
 update into its package folder:
 
 1. hash the folder: sha256 of the JSON list of sorted ``"relative/path:sha256"`` strings,
-   skipping ``__MACOSX/``, ``.DS_Store`` and ``.codepushrelease``
-   (:attr:`mpaas.packages.manifest.Manifest.codepush_hash`), and require it to equal
-   the ``package_hash`` the server announced;
+   skipping ``__MACOSX/``, ``.DS_Store`` and ``.codepushrelease``, and require it to
+   equal the ``package_hash`` the server announced;
 2. read the JWT at ``<package>/CodePush/.codepushrelease``, verify it (RS256) with the
    public key built into the app, and require its ``contentHash`` claim to equal that
    same package hash.
 
+Signing signs the hash it is handed: the caller computes that folder hash (the CLI uses
+the packages domain's manifest, the hash mpaas announces) and passes it in.
+
 The code-push CLI signs the ``CodePush`` folder that ``release-react`` zips, with the
 hash computed relative to its parent, i.e. over the paths ``CodePush/...``. Here
-``bundle_dir`` is that parent: the package root exactly as the device unpacks it, so
-the signed hash is the one mpaas announces. Claims are ``claimVersion`` ("1.0.0"),
-``contentHash`` and ``iat``, as the CLI's ``jsonwebtoken`` writes them.
+``bundle_dir`` is that parent: the package root exactly as the device unpacks it.
+Claims are ``claimVersion`` ("1.0.0"), ``contentHash`` and ``iat``, as the CLI's
+``jsonwebtoken`` writes them.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +32,6 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mpaas.packages.manifest import CODEPUSH_SIGNATURE_FILE, manifest_of_tree
 from mpaas.signing.errors import CodePushSignatureError, KeyFileError
 from mpaas.signing.keys import write_file_atomic
 from mpaas.signing.tuf_root import utcnow
@@ -39,11 +41,14 @@ CONTENT_DIR = "CodePush"
 JWT_ALGORITHM = "RS256"
 MIN_RSA_BITS = 2048
 MAX_SIGNATURE_BYTES = 64 * 1024
+#: The signature's file name; the device leaves it out of the folder hash.
+SIGNATURE_FILE = ".codepushrelease"
+_CONTENT_HASH = re.compile(r"[0-9a-f]{64}")
 
 
 def signature_path(bundle_dir: Path) -> Path:
     """Where the device looks for the signature: ``<package>/CodePush/.codepushrelease``."""
-    return bundle_dir / CONTENT_DIR / CODEPUSH_SIGNATURE_FILE
+    return bundle_dir / CONTENT_DIR / SIGNATURE_FILE
 
 
 def generate_codepush_keypair(bits: int = MIN_RSA_BITS) -> tuple[bytes, bytes]:
@@ -80,9 +85,18 @@ def _public_key(pem: bytes) -> rsa.RSAPublicKey:
     return key
 
 
-def sign_bundle_dir(bundle_dir: Path, private_key_pem: bytes, *, now: Callable[[], datetime] = utcnow) -> str:
+def _check_hash(content_hash: str) -> str:
+    if not _CONTENT_HASH.fullmatch(content_hash):
+        raise CodePushSignatureError("a CodePush package hash is 64 lowercase hex digits")
+    return content_hash
+
+
+def sign_bundle_dir(
+    bundle_dir: Path, private_key_pem: bytes, content_hash: str, *, now: Callable[[], datetime] = utcnow
+) -> str:
     """Sign a package root (which holds ``CodePush/``) and write its ``.codepushrelease``.
 
+    ``content_hash`` is the folder hash of ``bundle_dir`` as the device computes it.
     Any previous signature is replaced; it is not part of the hash either way.
     Returns the JWT.
     """
@@ -90,11 +104,11 @@ def sign_bundle_dir(bundle_dir: Path, private_key_pem: bytes, *, now: Callable[[
     if not (bundle_dir / CONTENT_DIR).is_dir():
         raise CodePushSignatureError(
             f"{bundle_dir} has no {CONTENT_DIR}/ folder; the device only looks for "
-            f"{CONTENT_DIR}/{CODEPUSH_SIGNATURE_FILE}"
+            f"{CONTENT_DIR}/{SIGNATURE_FILE}"
         )
     claims = {
         "claimVersion": CLAIM_VERSION,
-        "contentHash": manifest_of_tree(bundle_dir).codepush_hash,
+        "contentHash": _check_hash(content_hash),
         "iat": int(now().timestamp()),
     }
     token = jwt.encode(claims, key, algorithm=JWT_ALGORITHM)
@@ -103,12 +117,13 @@ def sign_bundle_dir(bundle_dir: Path, private_key_pem: bytes, *, now: Callable[[
 
 
 def verify_bundle_dir(
-    bundle_dir: Path, public_key_pem: bytes, *, expected_hash: str | None = None
+    bundle_dir: Path, public_key_pem: bytes, content_hash: str, *, expected_hash: str | None = None
 ) -> dict[str, Any]:
     """Check a package root as the device does; return the verified claims.
 
-    ``expected_hash`` is the ``package_hash`` the server announced; without it the
-    freshly computed folder hash stands in for it.
+    ``content_hash`` is the folder hash the device computes over ``bundle_dir``;
+    ``expected_hash`` is the ``package_hash`` the server announced (without it the
+    folder hash stands in for it).
     """
     key = _public_key(public_key_pem)
     path = signature_path(bundle_dir)
@@ -122,8 +137,7 @@ def verify_bundle_dir(
     if len(raw) > MAX_SIGNATURE_BYTES:
         raise CodePushSignatureError("the signature file is too large")
 
-    actual = manifest_of_tree(bundle_dir).codepush_hash
-    if expected_hash is not None and actual != expected_hash:
+    if expected_hash is not None and content_hash != expected_hash:
         raise CodePushSignatureError("the update contents failed the data integrity check")
     try:
         claims: dict[str, Any] = jwt.decode(
@@ -137,9 +151,9 @@ def verify_bundle_dir(
         raise CodePushSignatureError(
             "the update could not be verified because it was not signed by a trusted party"
         ) from None
-    content_hash = claims.get("contentHash")
-    if not isinstance(content_hash, str):
+    signed = claims.get("contentHash")
+    if not isinstance(signed, str):
         raise CodePushSignatureError("the update could not be verified: the signature has no content hash")
-    if content_hash != actual:
+    if signed != content_hash:
         raise CodePushSignatureError("the update contents failed the code signing check")
     return claims

@@ -14,30 +14,25 @@ keys; everything else needs only the online keys.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from tuf.api.exceptions import UnsignedMetadataError
-from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp
-from tuf.api.serialization import DeserializationError
+from tuf.api.metadata import Metadata, Root, Snapshot, TargetFile, Targets, Timestamp
 
 from mpaas.signing.errors import (
     InvalidMetadata,
     InvalidTarget,
     MissingSigner,
     RepositoryExists,
-    RepositoryNotFound,
-    SigningError,
     VersionConflict,
 )
 from mpaas.signing.keys import check_app_name
 from mpaas.signing.signer import KeyRing, Signer, SignerSource
+from mpaas.signing.targets import TargetSpec
 from mpaas.signing.tuf_root import (
     DEFAULT_EXPIRIES,
     ONLINE_ROLES,
@@ -54,89 +49,12 @@ from mpaas.signing.tuf_root import (
     to_bytes,
     utcnow,
 )
-from mpaas.signing.tuf_store import MetadataStore, Write, metadata_filename
+from mpaas.signing.tuf_state import RepoState, load_state, meta_file
+from mpaas.signing.tuf_store import MetadataStore, Write
 
 logger = logging.getLogger(__name__)
 
-HASH_ALGORITHM = "sha256"
-MAX_TARGET_NAME = 1024
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_FORBIDDEN_IN_NAME = re.compile(r"[\x00-\x1f\x7f\\]")
-
 _R = TypeVar("_R")
-_M = TypeVar("_M", Root, Targets, Snapshot, Timestamp)
-
-
-def check_target_name(name: str) -> str:
-    """A target name is a relative POSIX path: no empty, ``.`` or ``..`` segment."""
-    if not name or len(name) > MAX_TARGET_NAME:
-        raise InvalidTarget(f"target names are 1 to {MAX_TARGET_NAME} characters")
-    if _FORBIDDEN_IN_NAME.search(name):
-        raise InvalidTarget(f"target name {name!r} contains a control character or backslash")
-    if any(segment in ("", ".", "..") for segment in name.split("/")):
-        raise InvalidTarget(f"target name {name!r} must be a relative path without empty, . or .. parts")
-    return name
-
-
-def target_path_on_disk(name: str, sha256: str) -> str:
-    """Where a consistent-snapshot client fetches a target: ``{dir/}{sha256}.{basename}``."""
-    check_target_name(name)
-    if not _SHA256.fullmatch(sha256):
-        raise InvalidTarget("sha256 must be 64 lowercase hex digits")
-    dirname, sep, basename = name.rpartition("/")
-    return f"{dirname}{sep}{sha256}.{basename}"
-
-
-@dataclass(frozen=True, slots=True)
-class TargetSpec:
-    """One file clients may download, e.g. ``packages/offline/transfer/1.2.0/full.zip``.
-
-    ``custom`` (kind, id, version, channel, ...) is signed with the target and must be
-    JSON-serialisable.
-    """
-
-    name: str
-    length: int
-    sha256: str
-    custom: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        check_target_name(self.name)
-        if isinstance(self.length, bool) or not isinstance(self.length, int) or self.length < 0:
-            raise InvalidTarget(f"{self.name}: length must be a non-negative integer")
-        if not _SHA256.fullmatch(self.sha256):
-            raise InvalidTarget(f"{self.name}: sha256 must be 64 lowercase hex digits")
-        try:
-            json.dumps(dict(self.custom), allow_nan=False)
-        except (TypeError, ValueError):
-            raise InvalidTarget(f"{self.name}: custom must be JSON-serialisable") from None
-
-    def to_target_file(self) -> TargetFile:
-        fields = {"custom": dict(self.custom)} if self.custom else None
-        return TargetFile(self.length, {HASH_ALGORITHM: self.sha256}, self.name, fields)
-
-
-@dataclass(slots=True)
-class _State:
-    root: Metadata[Root]
-    targets: Metadata[Targets]
-    snapshot: Metadata[Snapshot]
-    timestamp: Metadata[Timestamp]
-
-
-def _parse(raw: bytes, kind: type[_M], what: str) -> Metadata[_M]:
-    try:
-        md = Metadata[_M].from_bytes(raw)
-    except DeserializationError as exc:
-        raise SigningError(f"stored {what} is not valid metadata: {exc}") from None
-    if not isinstance(md.signed, kind):
-        raise SigningError(f"stored {what} holds {md.signed.type} metadata")
-    return md
-
-
-def _meta(version: int, raw: bytes) -> MetaFile:
-    """Snapshot/timestamp meta entry with length and hash, as clients check them."""
-    return MetaFile.from_data(version, raw, [HASH_ALGORITHM])
 
 
 class TufRepository:
@@ -177,16 +95,16 @@ class TufRepository:
             raise RepositoryExists(f"{app} already has a TUF repository")
 
         def build() -> list[Write]:
-            state = _State(
+            state = RepoState(
                 root=root,
                 targets=Metadata(Targets(version=1, expires=self._expires(TARGETS))),
                 snapshot=Metadata(Snapshot(version=1, expires=self._expires(SNAPSHOT))),
                 timestamp=Metadata(Timestamp(version=1, expires=self._expires(TIMESTAMP))),
             )
             targets_raw = self._sign(app, state.root.signed, state.targets)
-            state.snapshot.signed.meta = {"targets.json": _meta(1, targets_raw)}
+            state.snapshot.signed.meta = {"targets.json": meta_file(1, targets_raw)}
             snapshot_raw = self._sign(app, state.root.signed, state.snapshot)
-            state.timestamp.signed.snapshot_meta = _meta(1, snapshot_raw)
+            state.timestamp.signed.snapshot_meta = meta_file(1, snapshot_raw)
             timestamp_raw = self._sign(app, state.root.signed, state.timestamp)
             return [
                 (ROOT, 1, to_bytes(root)),
@@ -210,7 +128,7 @@ class TufRepository:
         if len(set(names)) != len(names):
             raise InvalidTarget("a target name appears twice in one change")
 
-        def change(state: _State) -> tuple[list[Write], int]:
+        def change(state: RepoState) -> tuple[list[Write], int]:
             current = state.targets.signed
             new = {t.name: t.to_target_file() for t in targets}
             if all(current.targets.get(name) == info for name, info in new.items()):
@@ -223,7 +141,7 @@ class TufRepository:
     async def remove_targets(self, app: str, names: Sequence[str]) -> int:
         """Remove targets (unknown names are ignored); returns the resulting targets version."""
 
-        def change(state: _State) -> tuple[list[Write], int]:
+        def change(state: RepoState) -> tuple[list[Write], int]:
             current = state.targets.signed
             present = [name for name in names if name in current.targets]
             if not present:
@@ -243,7 +161,7 @@ class TufRepository:
     async def refresh_timestamp(self, app: str) -> int:
         """Re-sign the timestamp with a new version and expiry; returns that version."""
 
-        def change(state: _State) -> tuple[list[Write], int]:
+        def change(state: RepoState) -> tuple[list[Write], int]:
             writes = self._resign(app, state, targets_changed=False)
             return writes, state.timestamp.signed.version
 
@@ -266,7 +184,7 @@ class TufRepository:
         (:meth:`renew_root`).
         """
 
-        def change(state: _State) -> tuple[list[Write], list[str]]:
+        def change(state: RepoState) -> tuple[list[Write], list[str]]:
             deadline = self._now() + within
             if state.root.signed.expires <= deadline:
                 logger.warning("tuf root expiring; renew it with the root keys", extra={"app": app})
@@ -359,7 +277,7 @@ class TufRepository:
         return await self._change_root(app, build)
 
     async def _change_root(self, app: str, build: Callable[[Metadata[Root]], Metadata[Root]]) -> int:
-        def change(state: _State) -> tuple[list[Write], int]:
+        def change(state: RepoState) -> tuple[list[Write], int]:
             old = state.root.signed
             new_md = build(state.root)
             check_root(old, new_md)
@@ -397,7 +315,7 @@ class TufRepository:
         return to_bytes(md)
 
     def _resign(
-        self, app: str, state: _State, *, targets_changed: bool, resign_snapshot: bool = False
+        self, app: str, state: RepoState, *, targets_changed: bool, resign_snapshot: bool = False
     ) -> list[Write]:
         """New versions of targets (if changed), snapshot (if needed) and always timestamp."""
         root = state.root.signed
@@ -408,48 +326,24 @@ class TufRepository:
             targets.expires = self._expires(TARGETS)
             raw = self._sign(app, root, state.targets)
             writes.append((TARGETS, targets.version, raw))
-            state.snapshot.signed.meta = {"targets.json": _meta(targets.version, raw)}
+            state.snapshot.signed.meta = {"targets.json": meta_file(targets.version, raw)}
         if targets_changed or resign_snapshot:
             snapshot = state.snapshot.signed
             snapshot.version += 1
             snapshot.expires = self._expires(SNAPSHOT)
             raw = self._sign(app, root, state.snapshot)
             writes.append((SNAPSHOT, snapshot.version, raw))
-            state.timestamp.signed.snapshot_meta = _meta(snapshot.version, raw)
+            state.timestamp.signed.snapshot_meta = meta_file(snapshot.version, raw)
         timestamp = state.timestamp.signed
         timestamp.version += 1
         timestamp.expires = self._expires(TIMESTAMP)
         writes.append((TIMESTAMP, timestamp.version, self._sign(app, root, state.timestamp)))
         return writes
 
-    async def _load(self, app: str) -> _State:
-        # The timestamp first: any commit after this read takes timestamp version + 1,
-        # so our own commit of that version fails and we retry on fresh state.
-        timestamp_raw = await self._store.load_latest(app, TIMESTAMP)
-        if timestamp_raw is None:
-            raise RepositoryNotFound(f"{app} has no TUF repository")
-        root_raw = await self._store.load_latest(app, ROOT)
-        timestamp = _parse(timestamp_raw, Timestamp, "timestamp")
-        snapshot_name = metadata_filename(SNAPSHOT, timestamp.signed.snapshot_meta.version)
-        snapshot_raw = await self._store.get(app, snapshot_name)
-        if root_raw is None or snapshot_raw is None:
-            raise SigningError(f"{app}: TUF repository is incomplete ({snapshot_name} or root missing)")
-        snapshot = _parse(snapshot_raw, Snapshot, snapshot_name)
-        targets_meta = snapshot.signed.meta.get("targets.json")
-        if targets_meta is None:
-            raise SigningError(f"{app}: {snapshot_name} lists no targets.json")
-        targets_name = metadata_filename(TARGETS, targets_meta.version)
-        targets_raw = await self._store.get(app, targets_name)
-        if targets_raw is None:
-            raise SigningError(f"{app}: TUF repository is incomplete ({targets_name} missing)")
-        return _State(
-            root=parse_root(root_raw),
-            targets=_parse(targets_raw, Targets, targets_name),
-            snapshot=snapshot,
-            timestamp=timestamp,
-        )
+    async def _load(self, app: str) -> RepoState:
+        return await load_state(self._store, app)
 
-    async def _mutate(self, app: str, change: Callable[[_State], tuple[list[Write], _R]]) -> _R:
+    async def _mutate(self, app: str, change: Callable[[RepoState], tuple[list[Write], _R]]) -> _R:
         for attempt in range(self._max_attempts):
             state = await self._load(app)
             writes, result = await asyncio.to_thread(change, state)

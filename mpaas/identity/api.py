@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 from aiohttp import web
 
 from mpaas.appkeys import DB
@@ -9,7 +12,17 @@ from mpaas.errors import ValidationError
 from mpaas.identity import audit, tenancy
 from mpaas.identity.guard import actor_of, principal_of
 from mpaas.identity.tokens import create_token, list_tokens, revoke_token
-from mpaas.web.api import Api, field_str, json_response, page, pagination, read_object
+from mpaas.storage.db import utcnow
+from mpaas.web.api import (
+    Api,
+    field_str,
+    json_response,
+    page,
+    pagination,
+    path_id,
+    read_object,
+    required_str,
+)
 
 api = Api()
 
@@ -34,11 +47,10 @@ APP_BODY = {
 )
 async def create_app_handler(request: web.Request) -> web.Response:
     data = await read_object(request)
-    name = field_str(data, "name", max_len=63)
+    name = required_str(data, "name", max_len=63)
     platforms = data.get("platforms") or []
     if not isinstance(platforms, list) or not all(isinstance(p, str) for p in platforms):
         raise ValidationError("field 'platforms' must be a list of strings")
-    assert name is not None
     app, channels = await tenancy.create_app(request.app[DB], actor_of(request), name, platforms)
     out = tenancy.app_dict(app) | {"channels": [tenancy.channel_dict(c, app.name) for c in channels]}
     return json_response(out, status=201)
@@ -94,8 +106,7 @@ async def list_channels_handler(request: web.Request) -> web.Response:
 )
 async def create_channel_handler(request: web.Request) -> web.Response:
     data = await read_object(request)
-    name = field_str(data, "name", max_len=63)
-    assert name is not None
+    name = required_str(data, "name", max_len=63)
     app = request.match_info["app"]
     row = await tenancy.create_channel(request.app[DB], actor_of(request), app, name)
     return json_response(tenancy.channel_dict(row, app), status=201)
@@ -120,13 +131,51 @@ TOKEN_BODY = {
     "properties": {
         "role": {"enum": ["admin", "release-manager", "analyst", "push-operator"]},
         "name": {"type": "string"},
+        "expires_in_seconds": {"type": "integer", "minimum": 60},
+        "expires_at": {"type": "string", "format": "date-time"},
     },
 }
 
 
 def token_dict(row: object) -> dict[str, object]:
-    keys = ("id", "name", "role", "prefix", "created_by", "created_at", "revoked_at", "last_used_at")
+    keys = (
+        "id",
+        "name",
+        "role",
+        "prefix",
+        "created_by",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+    )
     return {k: getattr(row, k) for k in keys}
+
+
+def token_expiry(data: dict[str, Any]) -> datetime | None:
+    """``expires_in_seconds`` (an integer) or ``expires_at`` (ISO 8601 with an offset), not both."""
+    seconds, at = data.get("expires_in_seconds"), data.get("expires_at")
+    if seconds is not None and at is not None:
+        raise ValidationError("give expires_in_seconds or expires_at, not both")
+    if seconds is not None:
+        if isinstance(seconds, bool) or not isinstance(seconds, int):
+            raise ValidationError("field 'expires_in_seconds' must be an integer")
+        if not 60 <= seconds <= 3660 * 86_400:
+            raise ValidationError("field 'expires_in_seconds' must be between 60 and 316224000 (ten years)")
+        return utcnow() + timedelta(seconds=seconds)
+    if at is None:
+        return None
+    if not isinstance(at, str) or len(at) > 64:
+        raise ValidationError("field 'expires_at' must be an ISO 8601 time such as 2027-01-31T00:00:00Z")
+    try:
+        parsed = datetime.fromisoformat(at)
+    except ValueError:
+        raise ValidationError(
+            "field 'expires_at' must be an ISO 8601 time such as 2027-01-31T00:00:00Z"
+        ) from None
+    if parsed.tzinfo is None:
+        raise ValidationError("field 'expires_at' needs a UTC offset, e.g. 2027-01-31T00:00:00Z")
+    return parsed.astimezone(UTC)
 
 
 @api.route(
@@ -140,10 +189,12 @@ def token_dict(row: object) -> dict[str, object]:
 )
 async def create_token_handler(request: web.Request) -> web.Response:
     data = await read_object(request)
-    role = field_str(data, "role", max_len=32)
+    role = required_str(data, "role", max_len=32)
     name = field_str(data, "name", required=False, max_len=128) or f"{role}-token"
-    assert role is not None
-    row, secret = await create_token(request.app[DB], actor_of(request), name=name, role=role)
+    expires_at = token_expiry(data)
+    row, secret = await create_token(
+        request.app[DB], actor_of(request), name=name, role=role, expires_at=expires_at
+    )
     return json_response(token_dict(row) | {"token": secret}, status=201)
 
 
@@ -159,11 +210,7 @@ async def list_tokens_handler(request: web.Request) -> web.Response:
     "DELETE", "/api/v1/tokens/{token_id}", summary="Revoke an API token", tag="tokens", roles=("admin",)
 )
 async def revoke_token_handler(request: web.Request) -> web.Response:
-    try:
-        token_id = int(request.match_info["token_id"])
-    except ValueError:
-        raise ValidationError("token id must be an integer") from None
-    row = await revoke_token(request.app[DB], actor_of(request), token_id)
+    row = await revoke_token(request.app[DB], actor_of(request), path_id(request, "token_id"))
     return json_response(token_dict(row))
 
 
@@ -196,4 +243,4 @@ async def audit_handler(request: web.Request) -> web.Response:
 )
 async def whoami_handler(request: web.Request) -> web.Response:
     p = principal_of(request)
-    return json_response({"id": p.token_id, "name": p.name, "role": p.role})
+    return json_response({"id": p.token_id, "name": p.name, "role": p.role, "expires_at": p.expires_at})

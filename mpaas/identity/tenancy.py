@@ -34,7 +34,7 @@ class ChannelRef:
 
 
 def check_name(kind: str, name: str) -> str:
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise ValidationError(
             f"{kind} name {name!r} must be 1-63 lowercase letters, digits or '-', "
             "starting with a letter or digit"

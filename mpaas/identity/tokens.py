@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlmodel import select
 
@@ -22,6 +22,8 @@ from mpaas.storage.db import Database, utcnow
 
 TOKEN_PREFIX = "mpaas_"  # noqa: S105 - a public prefix, not a secret
 LAST_USED_RESOLUTION = timedelta(minutes=5)
+MIN_LIFETIME = timedelta(minutes=1)
+MAX_LIFETIME = timedelta(days=3660)
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class Principal:
     token_id: int
     name: str
     role: str
+    expires_at: datetime | None = None
 
     @property
     def actor(self) -> str:
@@ -49,17 +52,48 @@ def check_role(role: str) -> str:
     return role
 
 
-async def create_token(db: Database, actor: Actor, *, name: str, role: str) -> tuple[ApiToken, str]:
+def check_expiry(expires_at: datetime | None, now: datetime) -> datetime | None:
+    """An expiry must be aware, at least a minute and at most ten years away."""
+    if expires_at is None:
+        return None
+    if expires_at.tzinfo is None:
+        raise ValidationError("expires_at needs a UTC offset, e.g. 2027-01-31T00:00:00Z")
+    if expires_at - now < MIN_LIFETIME:
+        raise ValidationError("expires_at must be at least a minute in the future")
+    if expires_at - now > MAX_LIFETIME:
+        raise ValidationError("expires_at must be at most ten years away")
+    return expires_at
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def is_expired(row: ApiToken, now: datetime) -> bool:
+    return row.expires_at is not None and _aware(row.expires_at) <= now
+
+
+async def create_token(
+    db: Database, actor: Actor, *, name: str, role: str, expires_at: datetime | None = None
+) -> tuple[ApiToken, str]:
     """Create a token; the secret is returned once and never stored."""
     check_role(role)
+    expires_at = check_expiry(expires_at, utcnow())
     secret = new_token_secret()
     row = ApiToken(
-        name=name, role=role, token_hash=hash_token(secret), prefix=secret[:12], created_by=actor.name
+        name=name,
+        role=role,
+        token_hash=hash_token(secret),
+        prefix=secret[:12],
+        created_by=actor.name,
+        expires_at=expires_at,
     )
+    detail = {"role": role, "name": name, "expires_at": expires_at.isoformat() if expires_at else None}
     async with db.write() as s:
         s.add(row)
         await s.flush()
-        record(s, actor, "token.create", f"token:{row.id}", detail={"role": role, "name": name})
+        record(s, actor, "token.create", f"token:{row.id}", detail=detail)
     return row, secret
 
 
@@ -80,7 +114,7 @@ async def list_tokens(db: Database) -> list[ApiToken]:
         return list((await s.exec(select(ApiToken).order_by(ApiToken.id))).all())  # type: ignore[arg-type]
 
 
-async def authenticate(db: Database, header: str | None) -> Principal:
+async def authenticate(db: Database, header: str | None, *, now: datetime | None = None) -> Principal:
     if not header:
         raise Unauthorized("missing Authorization: Bearer token", code="missing_token")
     scheme, _, token = header.partition(" ")
@@ -91,11 +125,13 @@ async def authenticate(db: Database, header: str | None) -> Principal:
         row = (await s.exec(select(ApiToken).where(ApiToken.token_hash == digest))).first()
     if row is None or row.revoked_at is not None or row.id is None:
         raise Unauthorized("token is invalid or revoked", code="invalid_token")
-    now = utcnow()
+    now = now or utcnow()
+    if is_expired(row, now):
+        raise Unauthorized("token has expired; create a new one", code="token_expired")
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
         async with db.write() as s:
             fresh = await s.get(ApiToken, row.id)
             if fresh is not None:
                 fresh.last_used_at = now
                 s.add(fresh)
-    return Principal(row.id, row.name, row.role)
+    return Principal(row.id, row.name, row.role, row.expires_at and _aware(row.expires_at))

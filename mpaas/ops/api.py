@@ -19,6 +19,9 @@ from mpaas.web.openapi import build_openapi
 
 api = Api()
 
+#: Ten years: longer would overflow a timedelta subtracted from now, and no blob is kept that long.
+MAX_GRACE_SECONDS = 10 * 366 * 24 * 3600
+
 
 @api.route(
     "GET",
@@ -69,15 +72,20 @@ async def openapi_doc(request: web.Request) -> web.Response:
     roles=("admin",),
     body={
         "type": "object",
-        "properties": {"dry_run": {"type": "boolean"}, "grace_seconds": {"type": "integer", "minimum": 0}},
+        "properties": {
+            "dry_run": {"type": "boolean"},
+            "grace_seconds": {"type": "integer", "minimum": 0, "maximum": MAX_GRACE_SECONDS},
+        },
     },
 )
 async def gc_handler(request: web.Request) -> web.Response:
     data = await read_object(request) if request.can_read_body else {}
     dry_run = data.get("dry_run", False)
     grace = data.get("grace_seconds", int(DEFAULT_GRACE.total_seconds()))
-    if not isinstance(dry_run, bool) or not isinstance(grace, int) or grace < 0:
-        raise ValidationError("dry_run must be a boolean and grace_seconds a non-negative integer")
+    if not isinstance(dry_run, bool) or type(grace) is not int or not 0 <= grace <= MAX_GRACE_SECONDS:
+        raise ValidationError(
+            f"dry_run must be a boolean and grace_seconds an integer from 0 to {MAX_GRACE_SECONDS}"
+        )
     sources: list[Any] = request.app[GC_SOURCES]
     report = await collect_garbage(
         request.app[DB],

@@ -26,7 +26,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """
     if not header or "," in header:
         return None
-    m = RANGE_RE.match(header.strip())
+    m = RANGE_RE.fullmatch(header.strip())
     if not m or (not m.group(1) and not m.group(2)):
         return None
     if m.group(1):

@@ -1,8 +1,9 @@
 """Per-file delta patches between two package versions: build, inspect, apply.
 
 Pure synchronous code with no I/O beyond the given paths, meant for a worker
-thread or process. The file format is in :mod:`mpaas.packages.deltas.format`, the
-codecs in :mod:`mpaas.packages.deltas.codec`, rename detection in
+thread or process. The file format is in :mod:`mpaas.packages.deltas.format` (its
+header in :mod:`mpaas.packages.deltas.header`), the codecs in
+:mod:`mpaas.packages.deltas.codec`, rename detection in
 :mod:`mpaas.packages.deltas.renames`; the reasoning is in docs/adr/0002-delta-format.md.
 
 Building is cheap for H5 packages because only changed files get delta work:
@@ -27,15 +28,8 @@ from typing import IO
 
 from mpaas.packages.deltas.codec import DELTA_CODECS, MAX_DELTA_FILE, Codec, decode, encode_best
 from mpaas.packages.deltas.errors import PatchError
-from mpaas.packages.deltas.format import (
-    CHUNK,
-    Op,
-    OpKind,
-    PatchHeader,
-    PatchReader,
-    PatchStats,
-    PatchWriter,
-)
+from mpaas.packages.deltas.format import CHUNK, PatchReader, PatchWriter
+from mpaas.packages.deltas.header import Op, OpKind, PatchHeader, PatchStats
 from mpaas.packages.deltas.renames import match_predecessors
 from mpaas.packages.manifest import FileEntry, Manifest, manifest_of_tree
 

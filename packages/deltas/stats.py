@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mpaas.packages.deltas.builder import plan_ops
-from mpaas.packages.deltas.format import PatchStats
+from mpaas.packages.deltas.header import PatchStats
 from mpaas.packages.manifest import Manifest
 
 

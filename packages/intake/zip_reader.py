@@ -17,52 +17,37 @@ Info-ZIP Unicode Path extra field (0x7075) is ignored, as zipfile ignores it.
 
 Supported methods: stored (0), deflate (8), bzip2 (12). Everything else,
 including Deflate64 and LZMA, is ``unsupported_compression``.
+
+The records themselves (end record, central directory, local headers, overlaps) are
+parsed in :mod:`mpaas.packages.intake.zip_directory`; this module applies the entry
+rules and streams each entry out, verified.
 """
 
 from __future__ import annotations
 
 import bz2
-import itertools
 import stat
-import struct
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from mpaas.packages.errors import UnsafeArchive, UnsupportedArchive
+from mpaas.packages.errors import UnsafeArchive
 from mpaas.packages.intake.rules import IntakeLimits, NameRegistry, Rule, check_ratio, split_entry_name
 from mpaas.packages.intake.writer import TreeWriter
+from mpaas.packages.intake.zip_directory import (
+    AES_METHOD,
+    BZIP2,
+    DEFLATED,
+    ENCRYPTION_FLAGS,
+    SUPPORTED_METHODS,
+    ZipEntry,
+    data_offsets,
+    malformed,
+    read_directory,
+)
 
 READ_CHUNK = 1 << 16
-
-STORED, DEFLATED, BZIP2 = 0, 8, 12
-SUPPORTED_METHODS = frozenset({STORED, DEFLATED, BZIP2})
-AES_METHOD = 99
-
-FLAG_ENCRYPTED = 0x0001
-FLAG_DATA_DESCRIPTOR = 0x0008
-FLAG_STRONG_ENCRYPTION = 0x0040
-FLAG_UTF8 = 0x0800
-FLAG_MASKED_HEADERS = 0x2000
-ENCRYPTION_FLAGS = FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION | FLAG_MASKED_HEADERS
-
-_EOCD = struct.Struct("<4sHHHHIIH")
-_EOCD64_LOCATOR = struct.Struct("<4sIQI")
-_EOCD64 = struct.Struct("<4sQHHIIQQQQ")
-_CENTRAL = struct.Struct("<4sBBHHHHHIIIHHHHHII")
-_LOCAL = struct.Struct("<4sHHHHHIIIHH")
-_EXTRA_HEADER = struct.Struct("<HH")
-
-_SIG_EOCD = b"PK\x05\x06"
-_SIG_EOCD64_LOCATOR = b"PK\x06\x07"
-_SIG_EOCD64 = b"PK\x06\x06"
-_SIG_CENTRAL = b"PK\x01\x02"
-_SIG_LOCAL = b"PK\x03\x04"
-_ZIP64_EXTRA_ID = 0x0001
-_U16_MAX = 0xFFFF
-_U32_MAX = 0xFFFFFFFF
 
 _SPECIAL_TYPES = {
     stat.S_IFCHR: "character device",
@@ -72,152 +57,8 @@ _SPECIAL_TYPES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    name: str
-    raw_name: bytes
-    flags: int
-    method: int
-    crc: int
-    compress_size: int
-    file_size: int
-    header_offset: int
-    unix_mode: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Directory:
-    entries: list[_Entry]
-    offset: int
-
-
-def _malformed(detail: str, entry: str | None = None) -> UnsafeArchive:
-    return UnsafeArchive(Rule.MALFORMED, entry=entry, detail=detail)
-
-
-def _read_exact(fh: BinaryIO, size: int, what: str) -> bytes:
-    data = fh.read(size)
-    if len(data) != size:
-        raise _malformed(f"truncated {what}")
-    return data
-
-
-def _find_eocd(fh: BinaryIO, archive_size: int) -> tuple[int, bytes]:
-    """Locate the end-of-central-directory record: the last one whose comment ends the file."""
-    tail_size = min(archive_size, _EOCD.size + _U16_MAX)
-    fh.seek(archive_size - tail_size)
-    tail = fh.read(tail_size)
-    pos = tail.rfind(_SIG_EOCD)
-    while pos >= 0:
-        record = tail[pos : pos + _EOCD.size]
-        if len(record) == _EOCD.size:
-            comment_size = _EOCD.unpack(record)[7]
-            if pos + _EOCD.size + comment_size == len(tail):
-                return archive_size - tail_size + pos, record
-        pos = tail.rfind(_SIG_EOCD, 0, pos)
-    raise _malformed("no end of central directory record")
-
-
-def _locate_directory(fh: BinaryIO, archive_size: int) -> tuple[int, int, int, int]:
-    """Return (entry count, directory offset, directory size, where the directory must end)."""
-    eocd_offset, record = _find_eocd(fh, archive_size)
-    _, disk, cd_disk, disk_entries, total, cd_size, cd_offset, _ = _EOCD.unpack(record)
-    limit = eocd_offset
-    if _U16_MAX in (disk_entries, total) or _U32_MAX in (cd_size, cd_offset):
-        locator_offset = eocd_offset - _EOCD64_LOCATOR.size
-        if locator_offset < 0:
-            raise _malformed("zip64 locator missing")
-        fh.seek(locator_offset)
-        sig, disk, eocd64_offset, disks = _EOCD64_LOCATOR.unpack(
-            _read_exact(fh, _EOCD64_LOCATOR.size, "zip64 locator")
-        )
-        if sig != _SIG_EOCD64_LOCATOR or disks != 1 or eocd64_offset + _EOCD64.size > locator_offset:
-            raise _malformed("bad zip64 locator")
-        fh.seek(eocd64_offset)
-        fields = _EOCD64.unpack(_read_exact(fh, _EOCD64.size, "zip64 end record"))
-        if fields[0] != _SIG_EOCD64:
-            raise _malformed("bad zip64 end record")
-        disk, cd_disk, disk_entries, total, cd_size, cd_offset = fields[4:10]
-        limit = eocd64_offset
-    if disk or cd_disk or disk_entries != total:
-        raise UnsupportedArchive("multi-disk zip archives are not supported")
-    if cd_offset + cd_size > limit:
-        raise _malformed("central directory runs past its end record")
-    return total, cd_offset, cd_size, limit
-
-
-def _decode_name(raw: bytes, flags: int) -> str:
-    if flags & FLAG_UTF8:
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise UnsafeArchive(
-                Rule.INVALID_ENCODING, entry=raw.decode("utf-8", "replace"), detail="UTF-8 flag set"
-            ) from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        # Legacy zips without the UTF-8 flag use the IBM PC code page (APPNOTE 4.4.4).
-        return raw.decode("cp437")
-
-
-def _apply_zip64(extra: bytes, sizes: list[int], name: str) -> None:
-    """Replace the 0xFFFFFFFF placeholders in [file_size, compress_size, offset] in place."""
-    pos = 0
-    while pos + _EXTRA_HEADER.size <= len(extra):
-        tag, size = _EXTRA_HEADER.unpack_from(extra, pos)
-        body = extra[pos + _EXTRA_HEADER.size : pos + _EXTRA_HEADER.size + size]
-        if len(body) != size:
-            raise _malformed("truncated extra field", name)
-        if tag == _ZIP64_EXTRA_ID:
-            field = 0
-            for index, value in enumerate(sizes):
-                if value == _U32_MAX:
-                    if field + 8 > size:
-                        raise _malformed("short zip64 extra field", name)
-                    sizes[index] = struct.unpack_from("<Q", body, field)[0]
-                    field += 8
-            return
-        pos += _EXTRA_HEADER.size + size
-    if _U32_MAX in sizes:
-        raise _malformed("zip64 extra field missing", name)
-
-
-def _read_directory(fh: BinaryIO, archive_size: int, limits: IntakeLimits) -> _Directory:
-    total, cd_offset, cd_size, _ = _locate_directory(fh, archive_size)
-    if total > limits.max_entries:
-        raise UnsafeArchive(Rule.TOO_MANY_ENTRIES, detail=f"{total} entries, limit {limits.max_entries}")
-    fh.seek(cd_offset)
-    end = cd_offset + cd_size
-    pos = cd_offset
-    entries: list[_Entry] = []
-    while pos < end:
-        if len(entries) >= total:
-            raise _malformed("central directory holds more entries than its end record says")
-        fields = _CENTRAL.unpack(_read_exact(fh, _CENTRAL.size, "central directory"))
-        (sig, _, _, _, flags, method, _, _, crc, csize, usize, name_len, extra_len, comment_len) = fields[:14]
-        disk_start, external_attr, offset = fields[14], fields[16], fields[17]
-        if sig != _SIG_CENTRAL:
-            raise _malformed("bad central directory signature")
-        raw_name = _read_exact(fh, name_len, "entry name")
-        extra = _read_exact(fh, extra_len, "extra field")
-        fh.seek(comment_len, 1)
-        pos += _CENTRAL.size + name_len + extra_len + comment_len
-        name = _decode_name(raw_name, flags)
-        sizes = [usize, csize, offset]
-        _apply_zip64(extra, sizes, name)
-        if disk_start not in (0, _U16_MAX):
-            raise UnsupportedArchive("multi-disk zip archives are not supported")
-        entries.append(
-            _Entry(name, raw_name, flags, method, crc, sizes[1], sizes[0], sizes[2], external_attr >> 16)
-        )
-    if pos != end or len(entries) != total:
-        raise _malformed("central directory size or entry count disagrees with its end record")
-    return _Directory(entries, cd_offset)
-
-
 def _check_entry(
-    entry: _Entry, registry: NameRegistry, writer: TreeWriter, limits: IntakeLimits
+    entry: ZipEntry, registry: NameRegistry, writer: TreeWriter, limits: IntakeLimits
 ) -> tuple[tuple[str, ...], bool]:
     """Apply every rule that needs only the central directory; return (parts, is_dir)."""
     registry.count_entry()
@@ -231,7 +72,7 @@ def _check_entry(
         raise UnsafeArchive(Rule.SPECIAL_FILE, entry=name, detail=_SPECIAL_TYPES[file_type])
     is_dir = name.endswith("/") and file_type != stat.S_IFREG and entry.file_size == 0
     if file_type == stat.S_IFDIR and not is_dir:
-        raise _malformed("directory mode on a file entry", name)
+        raise malformed("directory mode on a file entry", name)
     parts = split_entry_name(name, is_dir=is_dir, limits=limits)
     registry.add(name, parts, is_dir=is_dir)
     if is_dir:
@@ -243,83 +84,13 @@ def _check_entry(
     return parts, False
 
 
-@dataclass(frozen=True, slots=True)
-class _Local:
-    flags: int
-    method: int
-    raw_name: bytes
-    data_offset: int
-    #: (crc, compressed, uncompressed), or None when a data descriptor follows the data.
-    described: tuple[int, int, int] | None
-
-
-def _read_local(fh: BinaryIO, entry: _Entry, cd_offset: int) -> _Local:
-    if entry.header_offset + _LOCAL.size > cd_offset:
-        raise UnsafeArchive(
-            Rule.OVERLAPPING_ENTRIES, entry=entry.name, detail="local header inside the central directory"
-        )
-    fh.seek(entry.header_offset)
-    sig, _, flags, method, _, _, crc, csize, usize, name_len, extra_len = _LOCAL.unpack(
-        _read_exact(fh, _LOCAL.size, "local header")
-    )
-    if sig != _SIG_LOCAL:
-        raise _malformed("bad local header signature", entry.name)
-    raw_name = _read_exact(fh, name_len, "local name")
-    extra = _read_exact(fh, extra_len, "local extra field")
-    described = None
-    if not flags & FLAG_DATA_DESCRIPTOR:
-        sizes = [usize, csize]
-        _apply_zip64(extra, sizes, entry.name)
-        described = (crc, sizes[1], sizes[0])
-    return _Local(
-        flags, method, raw_name, entry.header_offset + _LOCAL.size + name_len + extra_len, described
-    )
-
-
-def _data_offsets(fh: BinaryIO, directory: _Directory) -> list[int]:
-    """Check the local headers against the central directory; return data offsets.
-
-    First rejects any two entries whose header-plus-data spans share a byte, or a
-    span reaching into the central directory (CVE-2024-0450, "overlapping files"
-    bombs), then any disagreement between a local header and its central entry.
-    """
-    locals_ = [_read_local(fh, entry, directory.offset) for entry in directory.entries]
-    spans: list[tuple[int, int, str]] = []
-    for entry, local in zip(directory.entries, locals_, strict=True):
-        end = local.data_offset + entry.compress_size
-        if end > directory.offset:
-            raise UnsafeArchive(
-                Rule.OVERLAPPING_ENTRIES, entry=entry.name, detail="data runs into the central directory"
-            )
-        spans.append((entry.header_offset, end, entry.name))
-    spans.sort()
-    for (start, end, first), (next_start, _, second) in itertools.pairwise(spans):
-        if next_start == start:
-            raise UnsafeArchive(
-                Rule.OVERLAPPING_ENTRIES, entry=second, detail=f"same local header as {first!r}"
-            )
-        if next_start < end:
-            raise UnsafeArchive(Rule.OVERLAPPING_ENTRIES, entry=second, detail=f"shares bytes with {first!r}")
-    for entry, local in zip(directory.entries, locals_, strict=True):
-        if local.raw_name != entry.raw_name:
-            raise _malformed("local header name differs from the central directory", entry.name)
-        if local.flags & ENCRYPTION_FLAGS:
-            raise UnsafeArchive(Rule.ENCRYPTED, entry=entry.name, detail="local header")
-        if local.method != entry.method:
-            raise _malformed("local header method differs from the central directory", entry.name)
-        # Streaming readers (e.g. Android's ZipInputStream) trust the local header.
-        if local.described not in (None, (entry.crc, entry.compress_size, entry.file_size)):
-            raise _malformed("local header sizes or CRC differ from the central directory", entry.name)
-    return [local.data_offset for local in locals_]
-
-
 def _raw_chunks(fh: BinaryIO, offset: int, size: int) -> Iterator[bytes]:
     fh.seek(offset)
     left = size
     while left:
         chunk = fh.read(min(left, READ_CHUNK))
         if not chunk:
-            raise _malformed("truncated entry data")
+            raise malformed("truncated entry data")
         left -= len(chunk)
         yield chunk
 
@@ -330,22 +101,22 @@ def _inflate(raw: Iterator[bytes], name: str) -> Iterator[bytes]:
     try:
         for chunk in raw:
             if inflater.eof:
-                raise _malformed("data after the end of the deflate stream", name)
+                raise malformed("data after the end of the deflate stream", name)
             data = chunk
             while data and not inflater.eof:
                 yield inflater.decompress(data, READ_CHUNK)
                 data = inflater.unconsumed_tail
             if inflater.unused_data:
-                raise _malformed("data after the end of the deflate stream", name)
+                raise malformed("data after the end of the deflate stream", name)
         while not inflater.eof:
             out = inflater.decompress(b"", READ_CHUNK)
             if not out:
                 break
             yield out
     except zlib.error as exc:
-        raise _malformed(f"bad deflate data: {exc}", name) from None
+        raise malformed(f"bad deflate data: {exc}", name) from None
     if not inflater.eof:
-        raise _malformed("deflate stream is truncated", name)
+        raise malformed("deflate stream is truncated", name)
 
 
 def _bunzip(raw: Iterator[bytes], name: str) -> Iterator[bytes]:
@@ -354,19 +125,19 @@ def _bunzip(raw: Iterator[bytes], name: str) -> Iterator[bytes]:
     try:
         for chunk in raw:
             if decompressor.eof:
-                raise _malformed("data after the end of the bzip2 stream", name)
+                raise malformed("data after the end of the bzip2 stream", name)
             yield decompressor.decompress(chunk, READ_CHUNK)
             while not decompressor.eof and not decompressor.needs_input:
                 yield decompressor.decompress(b"", READ_CHUNK)
             if decompressor.unused_data:
-                raise _malformed("data after the end of the bzip2 stream", name)
+                raise malformed("data after the end of the bzip2 stream", name)
     except OSError as exc:
-        raise _malformed(f"bad bzip2 data: {exc}", name) from None
+        raise malformed(f"bad bzip2 data: {exc}", name) from None
     if not decompressor.eof:
-        raise _malformed("bzip2 stream is truncated", name)
+        raise malformed("bzip2 stream is truncated", name)
 
 
-def _verified(entry: _Entry, raw: Iterator[bytes]) -> Iterator[bytes]:
+def _verified(entry: ZipEntry, raw: Iterator[bytes]) -> Iterator[bytes]:
     """Decompress, counting output against the declared size and CRC as it flows."""
     if entry.method == DEFLATED:
         stream = _inflate(raw, entry.name)
@@ -400,13 +171,13 @@ def unpack_zip(source: Path, writer: TreeWriter, registry: NameRegistry, limits:
     """Validate the whole central directory, then write every entry."""
     archive_size = source.stat().st_size
     with open(source, "rb") as fh:
-        directory = _read_directory(fh, archive_size, limits)
+        directory = read_directory(fh, archive_size, limits)
         checked = [_check_entry(entry, registry, writer, limits) for entry in directory.entries]
         declared = sum(entry.file_size for entry in directory.entries)
         if declared > limits.max_total_bytes:
             raise UnsafeArchive(Rule.TOTAL_TOO_LARGE, detail=f"declares {declared} bytes")
         check_ratio(declared, archive_size, limits, entry=None)
-        offsets = _data_offsets(fh, directory)
+        offsets = data_offsets(fh, directory)
         for entry, (parts, is_dir), data_offset in zip(directory.entries, checked, offsets, strict=True):
             if is_dir:
                 writer.make_dir(parts)

@@ -30,9 +30,9 @@ from sqlmodel import select
 from mpaas.errors import ValidationError
 from mpaas.packages.manifest import Manifest
 from mpaas.packages.models import Package
+from mpaas.packages.releases.channel_index import ChannelIndex, Decision, IndexedRelease, Lineage, PackageInfo
 from mpaas.packages.releases.models import CodePushDiff
 from mpaas.packages.releases.rollout import Device, cached_version
-from mpaas.packages.releases.update_index import ChannelIndex, Decision, IndexedRelease, Lineage, PackageInfo
 from mpaas.packages.semver import InvalidVersion, Version
 from mpaas.packages.service import PackageService
 from mpaas.storage.blobs import BlobStore

@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mpaas.packages.manifest import FileEntry, Manifest
+from mpaas.packages.releases.channel_index import IndexedRelease, Lineage, PackageInfo
 from mpaas.packages.releases.rollout import Device
-from mpaas.packages.releases.update_index import IndexedRelease, Lineage, PackageInfo
 from mpaas.packages.semver import InvalidVersion, Version
 from mpaas.storage.blobs import BlobStore
 

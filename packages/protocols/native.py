@@ -8,6 +8,14 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from mpaas.packages.releases.channel_index import (
+    ChannelIndex,
+    Decision,
+    IndexedRelease,
+    Lineage,
+    Outcome,
+    PackageInfo,
+)
 from mpaas.packages.releases.check_kernel import (
     NativePlan,
     NativeTable,
@@ -18,14 +26,6 @@ from mpaas.packages.releases.check_kernel import (
     native_check,
 )
 from mpaas.packages.releases.rollout import Device
-from mpaas.packages.releases.update_index import (
-    ChannelIndex,
-    Decision,
-    IndexedRelease,
-    Lineage,
-    Outcome,
-    PackageInfo,
-)
 from mpaas.web.api import dumps
 
 #: The entry points, with table_for: the kernel's, for a body as raw bytes or parsed.

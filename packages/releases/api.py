@@ -14,8 +14,9 @@ from mpaas.identity.guard import actor_of
 from mpaas.identity.models import App
 from mpaas.packages.models import KINDS
 from mpaas.packages.releases.key import RELEASES
-from mpaas.packages.releases.service import ReleaseService, ReleaseSpec, ReleaseView, release_dict
-from mpaas.web.api import Api, field_str, json_response, page, pagination, read_object
+from mpaas.packages.releases.service import ReleaseService
+from mpaas.packages.releases.views import ReleaseSpec, ReleaseView, release_dict
+from mpaas.web.api import Api, field_str, json_response, page, pagination, path_id, read_object, required_str
 
 api = Api()
 RM = ("release-manager",)
@@ -61,10 +62,7 @@ async def _app(request: web.Request) -> App:
 
 
 def _release_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["release_id"])
-    except ValueError:
-        raise ValidationError("release id must be an integer") from None
+    return path_id(request, "release_id")
 
 
 def _number(data: dict[str, Any], name: str, default: float) -> float:
@@ -82,9 +80,8 @@ def _bool(data: dict[str, Any], name: str) -> bool:
 
 
 def _spec(data: dict[str, Any]) -> ReleaseSpec:
-    package_id = field_str(data, "package_id", max_len=128)
-    version = field_str(data, "version", max_len=64)
-    assert package_id is not None and version is not None
+    package_id = required_str(data, "package_id", max_len=128)
+    version = required_str(data, "version", max_len=64)
     rules = data.get("rules") or []
     if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
         raise ValidationError("field 'rules' must be a list of strings")
@@ -244,11 +241,10 @@ async def promote_release(request: web.Request) -> web.Response:
 )
 async def rollback(request: web.Request) -> web.Response:
     data = await read_object(request)
-    package_id = field_str(data, "id", max_len=128)
+    package_id = required_str(data, "id", max_len=128)
     kind = field_str(data, "kind", required=False, max_len=16) or "bundle"
     if kind not in KINDS:
         raise ValidationError(f"kind must be one of {', '.join(KINDS)}")
-    assert package_id is not None
     app = await _app(request)
     view = await _svc(request).rollback(
         app,

@@ -9,8 +9,12 @@ is running.
 
 Only work that runs on every poll lives here. Everything that can be decided once per
 index build (which releases are candidates for a held release and binary, the answer
-fragments, their digests) is prepared by :mod:`mpaas.packages.releases.update_index` and
+fragments, their digests) is prepared by :mod:`mpaas.packages.releases.channel_index` and
 :mod:`mpaas.packages.protocols.native`, and cached.
+
+It stays one module despite its length: Cython compiles one module to one extension,
+where calls between its functions are direct C calls; split, each call across modules
+would go back through Python objects on the hot path.
 """
 
 import hashlib
@@ -234,7 +238,7 @@ class Gate:
 
 @cython.cclass
 class Plan:
-    """A lineage's candidates, newest first, for one (held release, binary): see update_index.
+    """A lineage's candidates, newest first, for one (held release, binary): see channel_index.
 
     ``outcomes[i]`` is what the device gets if ``gates[i]`` is the first gate admitting
     it; ``outcomes[-1]`` if none does.

@@ -82,7 +82,7 @@ class Rule:
 
 
 def parse_rule(text: str) -> Rule:
-    m = _RULE_RE.match(text)
+    m = _RULE_RE.fullmatch(text)
     if not m:
         raise InvalidRule(
             f"rule {text!r} must look like 'os=ios', 'app_version>=5.2 <6' or 'tag=beta' "

@@ -1,4 +1,4 @@
-"""Push providers: APNs (aioapns) and FCM HTTP v1 (pyfcm) behind one :class:`PushProvider` protocol."""
+"""Push providers: APNs (own HTTP/2 client, :mod:`.http2`) and FCM HTTP v1 (pyfcm), one protocol."""
 
 from mpaas.push.providers.base import (
     Notification,

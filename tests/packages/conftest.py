@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import bz2
 import io
+import itertools
 import os
 import struct
 import tarfile
 import zlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -174,12 +176,14 @@ class ArchiveFactory:
 class IntakeArea:
     """A scratch root holding the sources (``in/``) and the empty ``dest/``.
 
-    ``reject`` checks the rule and entry of the rejection and that nothing
-    in the root outside ``dest`` was created, changed or removed.
+    ``zip``, ``tar`` and ``files`` write a crafted source into ``in/``. ``reject`` checks
+    the rule and entry of the rejection and that nothing in the root outside ``dest`` was
+    created, changed or removed.
     """
 
     root: Path
     dest: Path
+    _serial: Iterator[int] = field(default_factory=itertools.count, repr=False)
 
     def source(self, name: str, data: bytes) -> Path:
         path = self.root / "in" / name
@@ -191,6 +195,27 @@ class IntakeArea:
         path = self.root / "in" / name
         path.mkdir(parents=True)
         return path
+
+    def zip(self, *members: ZipMember, **kwargs: Any) -> Path:
+        """A source holding ``craft_zip(members, **kwargs)``."""
+        return self.source(f"up{next(self._serial)}.zip", craft_zip(members, **kwargs))
+
+    def tar(self, *members: tuple[tarfile.TarInfo, bytes], gz: bool = False, **kwargs: Any) -> Path:
+        """A source holding ``craft_tar(members, gz=gz, **kwargs)``."""
+        data = craft_tar(members, gz=gz, **kwargs)
+        return self.source(f"up{next(self._serial)}.tgz" if gz else f"up{next(self._serial)}.tar", data)
+
+    def files(self, fmt: str, names: list[str], data: bytes = b"x") -> Path:
+        """The same regular files as a zip, a tar.gz or a directory."""
+        if fmt == "zip":
+            return self.zip(*(ZipMember(n, data, method=DEFLATED) for n in names))
+        if fmt == "tar.gz":
+            return self.tar(*(tar_member(n, data) for n in names), gz=True)
+        root = self.tree()
+        for name in names:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_bytes(data)
+        return root
 
     def reject(
         self, source: Path, rule: str, *, entry: str | None, limits: IntakeLimits | None = None

@@ -194,6 +194,10 @@ async def test_archive_download_range_and_etag(client: Any, admin_headers: dict[
     assert bad.status == 416
     cached = await client.get(url, headers=admin_headers | {"If-None-Match": etag})
     assert cached.status == 304
+    head = await client.head(url, headers=admin_headers)  # CDNs and download managers probe first
+    assert head.status == 200 and await head.read() == b""
+    assert head.headers["Content-Length"] == full.headers["Content-Length"] and head.headers["ETag"] == etag
+    assert (await client.head(url)).status == 401
 
 
 async def test_resumable_upload(client: Any, admin_headers: dict[str, str]) -> None:

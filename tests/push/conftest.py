@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mpaas.push.providers.apns import ApnsEndpoint, ApnsProvider
+from mpaas.push.providers.base import Notification
 from mpaas.push.providers.fcm import FcmProvider
 from mpaas.push.standins.apns import ApnsStandin
 from mpaas.push.standins.fcm import FcmStandin
@@ -46,6 +48,30 @@ class ApnsCredentials:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+def apns_token(i: int = 0) -> str:
+    """The hex device token of device ``i``."""
+    return f"{i:064x}"
+
+
+MakeNote = Callable[..., Notification]
+
+
+@pytest.fixture
+def make_note() -> MakeNote:
+    """``make_note(i, **fields)``: an alert to device ``i`` (:func:`apns_token`) with a fresh UUID id."""
+
+    def make(i: int = 0, **fields: Any) -> Notification:
+        defaults: dict[str, Any] = {
+            "token": apns_token(i),
+            "message_id": str(uuid.uuid4()),
+            "title": "Hi",
+            "body": "There",
+        }
+        return Notification(**{**defaults, **fields})
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from mpaas.errors import ConfigError
 from mpaas.push.devices import parse_device_spec
 from mpaas.push.errors import InvalidPushRequest
 from mpaas.push.messages import parse_message_spec
-from mpaas.push.queue import RetryPolicy
+from mpaas.push.queue.retry import RetryPolicy
 from mpaas.push.settings_providers import build_providers, fcm_endpoint_base, parse_apns_endpoint
 from mpaas.settings import Settings
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import aiohttp
 import jwt
 import pytest
+from signing_support import device_hash
 from tuf.api.metadata import Metadata, Snapshot, Targets, Timestamp
 
 from mpaas.settings import Settings
@@ -137,14 +138,18 @@ async def test_codepush_signature_made_by_publish_verifies(cluster: Cluster, tmp
         archive = await fetch_archive(cluster.urls[0], cluster.token, version)
         device = tmp_path / f"device-{version}"
         zipfile.ZipFile(io.BytesIO(archive)).extractall(device)
-        claims = verify_bundle_dir(device, public_pem, expected_hash=result["codepush_hash"])
+        claims = verify_bundle_dir(
+            device, public_pem, device_hash(device), expected_hash=result["codepush_hash"]
+        )
         assert claims["contentHash"] == result["codepush_hash"]
         token = (device / "CodePush" / ".codepushrelease").read_text()
         assert jwt.decode(token, public_pem, algorithms=["RS256"])["contentHash"] == result["codepush_hash"]
         # A device holding another key refuses it.
         other_public = generate_codepush_keypair()[1]
         with pytest.raises(Exception, match="trusted party"):
-            verify_bundle_dir(device, other_public, expected_hash=result["codepush_hash"])
+            verify_bundle_dir(
+                device, other_public, device_hash(device), expected_hash=result["codepush_hash"]
+            )
 
     # The engineer's directory is left as it was: the signature went into a copy.
     assert sorted(p.relative_to(source) for p in source.rglob("*")) == before

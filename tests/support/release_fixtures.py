@@ -7,12 +7,9 @@ tests/packages/protocols share them.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import hashlib
 import io
 import json
-import shutil
-import subprocess
 import zipfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,6 +19,7 @@ import pytest
 
 from mpaas.appkeys import DB
 from mpaas.identity.tenancy import get_channel
+from tests_support import npm_installed
 
 Publish = Callable[..., Awaitable[dict[str, Any]]]
 
@@ -97,31 +95,8 @@ COMPAT = Path(__file__).resolve().parent.parent / "compat"
 
 @pytest.fixture(scope="session")
 def compat_dir() -> Path:
-    """tests/compat with its npm packages installed (once; node_modules is git-ignored).
-
-    Skips, saying why, only when node/npm is missing or the registry cannot be reached.
-    """
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed for the client-SDK compatibility tests")
-    marker = COMPAT / "node_modules" / ".mpaas-installed"
-    marker.parent.mkdir(exist_ok=True)
-    with open(marker.parent / ".mpaas-install.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not marker.exists():
-            proc = subprocess.run(
-                ["npm", "install", "--no-audit", "--no-fund", "--no-package-lock"],
-                cwd=COMPAT,
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
-            if proc.returncode != 0:
-                text = proc.stderr + proc.stdout
-                if any(s in text for s in ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ETIMEDOUT", "network")):
-                    pytest.skip(f"npm cannot reach the registry: {text.strip().splitlines()[-1]}")
-                raise RuntimeError(f"npm install failed:\n{text}")
-            marker.write_text("ok\n")
-    return COMPAT
+    """tests/compat with the CodePush and Expo client packages installed."""
+    return npm_installed(COMPAT, "for the client-SDK compatibility tests")
 
 
 async def run_node(compat: Path, script: str, *args: str, stdin: bytes = b"") -> Any:

@@ -73,3 +73,37 @@ def cli_env(data_dir: Path, database_url: str, home: Path) -> dict[str, str]:
         "MPAAS_CACHE_HOME": str(home / "cache"),
         "MPAAS_LOG_JSON": "false",
     }
+
+
+def npm_installed(folder: Path, needed_for: str) -> Path:
+    """``folder`` with its npm packages installed, once per machine (node_modules is git-ignored).
+
+    Skips, saying why, only when node/npm is missing or the npm registry cannot be reached;
+    a lock file keeps parallel test workers from installing at once.
+    """
+    import fcntl
+    import shutil
+
+    import pytest
+
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip(f"node and npm are needed {needed_for}")
+    marker = folder / "node_modules" / ".mpaas-installed"
+    marker.parent.mkdir(exist_ok=True)
+    with open(marker.parent / ".mpaas-install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not marker.exists():
+            proc = subprocess.run(
+                ["npm", "install", "--no-audit", "--no-fund", "--no-package-lock"],
+                cwd=folder,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            if proc.returncode != 0:
+                text = proc.stderr + proc.stdout
+                if any(s in text for s in ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ETIMEDOUT", "network")):
+                    pytest.skip(f"npm cannot reach the registry: {text.strip().splitlines()[-1]}")
+                raise RuntimeError(f"npm install failed:\n{text}")
+            marker.write_text("ok\n")
+    return folder

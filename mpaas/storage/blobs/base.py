@@ -46,7 +46,7 @@ class BlobInfo:
 
 
 def check_digest(sha256: str) -> str:
-    if not SHA256_RE.match(sha256):
+    if not SHA256_RE.fullmatch(sha256):
         raise ValueError(f"not a sha256 hex digest: {sha256!r}")
     return sha256
 

@@ -20,7 +20,8 @@ from mpaas.packages.deltas.builder import (
     read_patch_header,
 )
 from mpaas.packages.deltas.codec import DELTA_CODECS, Codec
-from mpaas.packages.deltas.format import Op, OpKind, PatchHeader, PatchStats, PatchWriter
+from mpaas.packages.deltas.format import PatchWriter
+from mpaas.packages.deltas.header import Op, OpKind, PatchHeader, PatchStats
 from mpaas.packages.deltas.renames import is_hash_token, rename_key, strip_content_hash
 from mpaas.packages.manifest import Manifest, manifest_of_tree
 

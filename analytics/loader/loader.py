@@ -1,0 +1,142 @@
+"""The load cycle: read the spool from the recorded positions, normalise, load, clean up.
+
+Exactly once, by construction: the store commits a batch's rows together with the spool
+positions the batch was read up to (:class:`mpaas.analytics.store.base.EventStore`), so a
+crash before the commit re-reads the same records and a crash after it reads on from
+the new positions. Dedupe by ``(app, message_id)`` inside the store covers what the
+positions cannot: a client that sent the same event twice, or a broker redelivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from mpaas.analytics.catalog.checker import CatalogSnapshot
+from mpaas.analytics.loader.normalise import Normaliser
+from mpaas.analytics.spool.base import SpoolBatch, SpoolSource
+from mpaas.analytics.store.base import EventStore, Forget, LoadBatch, LoadResult
+
+log = logging.getLogger("mpaas.analytics.loader")
+
+
+class ForgetQueue(Protocol):
+    async def pending(self) -> list[Forget]: ...
+
+    async def done(self, request_id: int, events: int, links: int) -> None: ...
+
+
+@dataclass
+class LoaderStats:
+    cycles: int = 0
+    records: int = 0
+    received: int = 0
+    inserted: int = 0
+    invalid: int = 0
+    forgotten: int = 0
+    errors: int = 0
+    last_error: str | None = None
+
+    def add(self, records: int, result: LoadResult) -> None:
+        self.records += records
+        self.received += result.received
+        self.inserted += result.inserted
+        self.invalid += result.invalid
+
+
+async def _no_catalog() -> CatalogSnapshot:
+    return CatalogSnapshot()
+
+
+class Loader:
+    def __init__(
+        self,
+        store: EventStore,
+        source: SpoolSource,
+        *,
+        catalog: Callable[[], Awaitable[CatalogSnapshot]] = _no_catalog,
+        forgets: ForgetQueue | None = None,
+        budget: int = 32 << 20,
+        interval: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.source = source
+        self.catalog = catalog
+        self.forgets = forgets
+        self.budget = budget
+        self.interval = interval
+        self.stats = LoaderStats()
+        self._positions: dict[str, int] | None = None
+        self._cycle = asyncio.Lock()
+
+    async def run_once(self) -> bool:
+        """One cycle; True when the spool had more than one read budget (go again)."""
+        async with self._cycle:
+            return await self._run_once()
+
+    async def _run_once(self) -> bool:
+        positions = self._positions
+        if positions is None:
+            loaded: dict[str, int] = await asyncio.to_thread(self.store.positions)
+            positions = self._positions = loaded
+        if self.forgets is not None:
+            await self._forget()
+        snapshot = await self.catalog()
+        batch = await self.source.read(positions, self.budget)
+        if batch.records or batch.positions or batch.stale:
+            result = await asyncio.to_thread(self._load, snapshot, batch)
+            self.stats.add(len(batch.records), result)
+            for name in batch.stale:
+                positions.pop(name, None)
+            positions.update(batch.positions)
+            await self.source.committed(batch)
+        self.stats.cycles += 1
+        return batch.full
+
+    def _load(self, snapshot: CatalogSnapshot, batch: SpoolBatch) -> LoadResult:
+        normaliser = Normaliser(snapshot)
+        for record_id, body in batch.records:
+            normaliser.add(record_id, body)
+        load = LoadBatch(normaliser.events.table(), normaliser.invalid.table(), batch.positions, batch.stale)
+        return self.store.load(load)
+
+    async def _forget(self) -> None:
+        assert self.forgets is not None
+        for request in await self.forgets.pending():
+            events, links = await asyncio.to_thread(self.store.forget, request)
+            await self.forgets.done(request.request_id, events, links)
+            self.stats.forgotten += 1
+            log.info(
+                "forgot a user",
+                extra={"request_id": request.request_id, "events": events, "links": links},
+            )
+
+    async def drain(self) -> None:
+        """Load until the spool has nothing more (for ``mpaas analytics load --once`` and tests)."""
+        while await self.run_once():
+            pass
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Cycle until ``stop`` is set; errors are logged and retried with a back-off."""
+        delay = self.interval
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                more = await self.run_once()
+                delay = self.interval
+            except Exception as exc:  # keep loading: the spool keeps the records
+                self.stats.errors += 1
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                log.exception("analytics load cycle failed; retrying")
+                more, delay = False, min(max(delay * 2, self.interval), 60.0)
+            if more:
+                continue
+            wait = max(0.0, delay - (time.monotonic() - started))
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=wait)
+            except TimeoutError:
+                pass

@@ -1,0 +1,1 @@
+"""Event stores: where loaded events live (:class:`.base.EventStore`; DuckDB today)."""

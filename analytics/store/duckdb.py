@@ -1,0 +1,201 @@
+"""The DuckDB event store: one file, one writer process, bulk loads from Arrow.
+
+Tables: ``events`` (one row per event, typed columns plus JSON), ``identity_links``
+(from identify, alias and group), ``invalid_events``, ``spool_positions`` (how far the
+loader has read each spool segment, committed with the rows) and ``forgotten`` (users
+deleted on request, so that their events still in the spool are not loaded later).
+
+Clock correction happens here, in SQL, as Segment does it:
+``timestamp = received_at - (sent_at - client timestamp)``; no client timestamp means
+``received_at``; no ``sent_at`` means the client timestamp as sent. All times are UTC.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from mpaas.analytics.store.base import Forget, LoadBatch, LoadResult
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    app VARCHAR NOT NULL, source VARCHAR NOT NULL, channel VARCHAR,
+    type VARCHAR NOT NULL, event VARCHAR, message_id VARCHAR NOT NULL,
+    user_id VARCHAR, anonymous_id VARCHAR, previous_id VARCHAR, group_id VARCHAR,
+    timestamp TIMESTAMPTZ NOT NULL, original_timestamp TIMESTAMPTZ, sent_at TIMESTAMPTZ,
+    received_at TIMESTAMPTZ NOT NULL,
+    app_version VARCHAR, platform VARCHAR, os VARCHAR, os_version VARCHAR,
+    device_model VARCHAR, device_id VARCHAR, library VARCHAR,
+    packages JSON, properties JSON, context JSON, flags VARCHAR[]
+);
+CREATE TABLE IF NOT EXISTS identity_links (
+    app VARCHAR NOT NULL, kind VARCHAR NOT NULL, user_id VARCHAR, anonymous_id VARCHAR,
+    previous_id VARCHAR, group_id VARCHAR, traits JSON, timestamp TIMESTAMPTZ,
+    received_at TIMESTAMPTZ NOT NULL, message_id VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS invalid_events (
+    app VARCHAR, received_at TIMESTAMPTZ, record_id VARCHAR, reason VARCHAR, raw VARCHAR
+);
+CREATE TABLE IF NOT EXISTS spool_positions (segment VARCHAR PRIMARY KEY, position BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS forgotten (
+    request_id BIGINT NOT NULL, app VARCHAR, id_kind VARCHAR NOT NULL, id VARCHAR NOT NULL,
+    requested_at TIMESTAMPTZ NOT NULL
+);
+"""
+
+#: New rows of ``incoming``: first of each (app, message_id), not stored already within
+#: the dedupe window (``dups``), not of a user forgotten after the event was received.
+FRESH = """
+CREATE OR REPLACE TEMP TABLE fresh AS
+SELECT * EXCLUDE (ts, sent, seq, ts_raw, sent_raw, flags),
+    CASE WHEN ts IS NULL THEN received_at WHEN sent IS NULL THEN ts
+         ELSE received_at - (sent - ts) END AS timestamp,
+    ts AS original_timestamp, sent AS sent_at,
+    CASE WHEN ts_raw IS NOT NULL AND ts IS NULL THEN list_append(flags, 'bad_timestamp')
+         ELSE flags END AS flags
+FROM (
+    SELECT *, TRY_CAST(ts_raw AS TIMESTAMPTZ) AS ts, TRY_CAST(sent_raw AS TIMESTAMPTZ) AS sent
+    FROM incoming i
+    WHERE NOT EXISTS (SELECT 1 FROM dups d WHERE d.app = i.app AND d.message_id = i.message_id)
+      AND NOT EXISTS (SELECT 1 FROM forgotten f WHERE f.id_kind = 'user' AND f.id = i.user_id
+                      AND (f.app IS NULL OR f.app = i.app) AND i.received_at <= f.requested_at)
+      AND NOT EXISTS (SELECT 1 FROM forgotten f WHERE f.id_kind = 'anonymous' AND f.id = i.anonymous_id
+                      AND (f.app IS NULL OR f.app = i.app) AND i.received_at <= f.requested_at)
+    QUALIFY row_number() OVER (PARTITION BY app, message_id ORDER BY seq) = 1
+)
+"""
+DUPS = """
+CREATE OR REPLACE TEMP TABLE dups AS
+SELECT DISTINCT app, message_id FROM events
+WHERE received_at >= ? AND message_id IN (SELECT message_id FROM incoming)
+"""
+EVENT_COLUMNS = (
+    "app, source, channel, type, event, message_id, user_id, anonymous_id, previous_id, group_id, "
+    "timestamp, original_timestamp, sent_at, received_at, app_version, platform, os, os_version, "
+    "device_model, device_id, library, packages, properties, context, flags"
+)
+LINKS = """
+INSERT INTO identity_links
+SELECT app, type, user_id, anonymous_id, previous_id, group_id, properties, timestamp, received_at, message_id
+FROM fresh WHERE type IN ('identify', 'alias', 'group')
+"""
+
+
+class DuckDbStore:
+    """The event store in one DuckDB file. Not safe for two processes: the loader's
+    writer lock (:mod:`mpaas.analytics.loader.lock`) guards the file."""
+
+    def __init__(self, path: Path | str, *, dedupe_days: int = 7, read_only: bool = False) -> None:
+        self.path = str(path)
+        self.dedupe = timedelta(days=dedupe_days)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._con = duckdb.connect(self.path, read_only=read_only)
+        self._lock = threading.Lock()
+        self._con.execute("SET TimeZone = 'UTC'")
+        if not read_only:
+            self._con.execute(SCHEMA)
+
+    def positions(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._con.execute("SELECT segment, position FROM spool_positions").fetchall())
+
+    def load(self, batch: LoadBatch) -> LoadResult:
+        con, received = self._con, batch.events.num_rows
+        with self._lock:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                inserted = 0
+                if received:
+                    con.register("incoming", batch.events)
+                    cutoff = con.execute("SELECT min(received_at) FROM incoming").fetchone()
+                    assert cutoff is not None
+                    con.execute(DUPS, [cutoff[0] - self.dedupe])
+                    con.execute(FRESH)
+                    row = con.execute(f"INSERT INTO events SELECT {EVENT_COLUMNS} FROM fresh").fetchone()
+                    inserted = int(row[0]) if row else 0
+                    con.execute(LINKS)
+                    con.execute("DROP TABLE fresh; DROP TABLE dups")
+                    con.unregister("incoming")
+                if batch.invalid.num_rows:
+                    con.register("invalid_in", batch.invalid)
+                    con.execute("INSERT INTO invalid_events SELECT * FROM invalid_in")
+                    con.unregister("invalid_in")
+                if batch.positions:
+                    con.executemany(
+                        "INSERT OR REPLACE INTO spool_positions VALUES (?, ?)", list(batch.positions.items())
+                    )
+                if batch.stale:
+                    con.executemany(
+                        "DELETE FROM spool_positions WHERE segment = ?", [[s] for s in batch.stale]
+                    )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return LoadResult(received, inserted, batch.invalid.num_rows)
+
+    def forget(self, request: Forget) -> tuple[int, int]:
+        """Delete the user's events and identity links, and the anonymous ids and earlier
+        ids linked to that user (a device shared by several people loses them all)."""
+        app_cond, app_args = ("app = ? AND ", [request.app]) if request.app is not None else ("", [])
+        con = self._con
+        with self._lock:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                linked = [
+                    r[0]
+                    for r in con.execute(
+                        f"SELECT anonymous_id FROM identity_links WHERE {app_cond}user_id = ? "
+                        f"AND anonymous_id IS NOT NULL UNION SELECT previous_id FROM identity_links "
+                        f"WHERE {app_cond}user_id = ? AND previous_id IS NOT NULL UNION SELECT anonymous_id "
+                        f"FROM events WHERE {app_cond}user_id = ? AND anonymous_id IS NOT NULL",
+                        [*app_args, request.user_id] * 3,
+                    ).fetchall()
+                ]
+                ids = [request.user_id, *linked]
+                marks = ",".join("?" * len(ids))
+                events = con.execute(
+                    f"DELETE FROM events WHERE {app_cond}(user_id IN ({marks}) OR anonymous_id IN ({marks}))",
+                    [*app_args, *ids, *ids],
+                ).fetchone()
+                links = con.execute(
+                    f"DELETE FROM identity_links WHERE {app_cond}(user_id IN ({marks}) "
+                    f"OR anonymous_id IN ({marks}) OR previous_id IN ({marks}))",
+                    [*app_args, *ids, *ids, *ids],
+                ).fetchone()
+                rows = [(request.request_id, request.app, "user", request.user_id, request.requested_at)]
+                rows += [
+                    (request.request_id, request.app, "anonymous", a, request.requested_at) for a in linked
+                ]
+                rows += [(request.request_id, request.app, "user", a, request.requested_at) for a in linked]
+                con.executemany("INSERT INTO forgotten VALUES (?, ?, ?, ?, ?)", rows)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return (int(events[0]) if events else 0, int(links[0]) if links else 0)
+
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._con.execute(sql, list(params)).fetchall()
+
+    def counts(self, app: str) -> dict[str, int]:
+        """Events per name (track) or type (others) of an app."""
+        rows = self.fetch(
+            "SELECT coalesce(event, type), count(*) FROM events WHERE app = ? GROUP BY 1", [app]
+        )
+        return {str(name): int(n) for name, n in rows}
+
+    def checkpoint(self) -> None:
+        with self._lock:
+            self._con.execute("CHECKPOINT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()

@@ -1,0 +1,1 @@
+"""The catalogue an app loads: operations, mini-programs and products per tier."""

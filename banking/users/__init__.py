@@ -1,0 +1,1 @@
+"""Users, tiers, sessions and one-time codes of the bank's open user system."""

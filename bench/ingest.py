@@ -1,0 +1,269 @@
+"""Event ingest and load: mpaas's Segment ``/v1/batch`` next to a no-op handler; the loader into DuckDB.
+
+    sudo apt-get install wrk            # this script installs nothing
+    python bench/ingest.py [--duration 10] [--connections 64] [--rounds 3] [--events 1000000] [--write-doc]
+
+One run, on loopback, wrk with ``--connections`` connections, posting the same Segment
+batch of 50 events (as analytics-python sends it, 23 KB) with Basic auth:
+
+* a no-op aiohttp + uvloop handler that reads the body and discards it;
+* ``mpaas server`` (one process, SQLite, the loader off) with durability on: each
+  request is answered after the fsync (group commit) of its raw batch in the spool.
+
+It prints events/s acknowledged, p50 and p99 per request, and mpaas's rate as a ratio
+to the no-op handler's (goal: at least 0.7). Servers are pinned to one core and wrk to
+the other. Then the loader: ``--events`` unique events spooled in the same batches are
+loaded into a fresh DuckDB file (events/s; goal: 500,000) and the file's size per
+million events after a checkpoint is reported. ``--write-doc`` replaces the results
+block in docs/benchmarks.md. Without wrk it says so and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from update_check_setup import CLIENT_CPU, PINNED, SERVER_CPU, free_port, pinned, stop, wait_http, write_block
+
+NOOP_SERVER = """
+import sys
+import uvloop
+from aiohttp import web
+async def handle(request):
+    await request.read()
+    return web.Response(body=b'{"success":true}', content_type="application/json")
+app = web.Application(client_max_size=1 << 20)
+app.router.add_post("/v1/batch", handle)
+app.router.add_get("/healthz", handle)
+uvloop.install()
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+"""
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = io.open("<BODY>", "rb"):read("*a")
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "<AUTH>"
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %d %f %f\\n", summary.requests, summary.duration,
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.timeout, latency:percentile(50), latency:percentile(99)))
+end
+"""
+PER_BATCH = 50
+
+
+def segment_batch(start: int, sent_at: str = "2026-12-03T10:00:05.000Z") -> dict[str, object]:
+    """A batch as segment-analytics-python sends it (context, library, integrations, ids)."""
+    return {
+        "batch": [
+            {
+                "type": "track",
+                "event": f"Screen Action {i % 20}",
+                "userId": f"user-{i % 5000}",
+                "anonymousId": None,
+                "messageId": f"bench-{i:012d}",
+                "timestamp": "2026-12-03T10:00:00.000+00:00",
+                "properties": {"amount": i % 997, "currency": "CNY", "screen": "transfer", "step": i % 7},
+                "context": {
+                    "library": {"name": "analytics-python", "version": "2.4.0"},
+                    "app": {"version": "5.3.0", "build": "530"},
+                    "os": {"name": "Android", "version": "14"},
+                    "device": {"model": "Pixel 8", "type": "android", "id": f"dev-{i % 5000}"},
+                    "locale": "zh-CN",
+                },
+                "integrations": {},
+            }
+            for i in range(start, start + PER_BATCH)
+        ],
+        "sentAt": sent_at,
+    }
+
+
+@dataclass
+class Result:
+    name: str
+    events_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def run_wrk(name: str, url: str, script: Path, args: argparse.Namespace) -> Result:
+    cmd = ["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s", "-s", str(script), url]
+    out = subprocess.run(pinned(cmd, CLIENT_CPU), capture_output=True, text=True, check=True).stdout
+    m = re.search(r"^RESULT (\d+) (\d+) (\d+) ([\d.]+) ([\d.]+)$", out, re.M)
+    if m is None:
+        raise RuntimeError(f"wrk printed no result:\n{out}")
+    requests, micros, errors = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    return Result(
+        name,
+        requests * PER_BATCH / (micros / 1e6),
+        float(m.group(4)) / 1000,
+        float(m.group(5)) / 1000,
+        errors,
+    )
+
+
+def median(results: list[Result]) -> Result:
+    return sorted(results, key=lambda r: r.events_per_s)[len(results) // 2]
+
+
+def start_mpaas(work: Path) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+    """A data directory with app ``bench`` and a write key, and ``mpaas server`` on it."""
+    import os
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MPAAS_")} | {
+        "MPAAS_DATA_DIR": str(work / "data"),
+        "MPAAS_PORT": str(port),
+        "MPAAS_LOG_LEVEL": "WARNING",
+        "MPAAS_ANALYTICS_LOADER": "false",
+        "MPAAS_PUSH_WORKER": "false",
+        "MPAAS_CONFIG_HOME": str(work / "cfg"),
+    }
+    mpaas = [sys.executable, "-m", "mpaas.cli.main"]
+    token = subprocess.run(
+        [*mpaas, "init"], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    proc = subprocess.Popen(pinned([*mpaas, "server"], SERVER_CPU), env=env, stdout=subprocess.DEVNULL)
+    wait_http(f"http://127.0.0.1:{port}/healthz")
+    import urllib.request
+
+    def call(path: str, body: dict[str, object]) -> dict[str, object]:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}{path}",
+            data=json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req) as resp:
+            return dict(json.loads(resp.read()))
+
+    call("/api/v1/apps", {"name": "bench", "platforms": ["android"]})
+    key = str(call("/api/v1/apps/bench/analytics/write-keys", {})["write_key"])
+    return proc, key, env
+
+
+async def load_bench(work: Path, events: int) -> tuple[float, float, int]:
+    """Spool ``events`` unique events, load them into a fresh DuckDB; (events/s, seconds, bytes)."""
+    import orjson
+
+    from mpaas.analytics.loader.loader import Loader
+    from mpaas.analytics.spool.files import FileSpool
+    from mpaas.analytics.spool.reader import FileSpoolSource
+    from mpaas.analytics.spool.record import SEGMENT, RecordHeader, encode
+    from mpaas.analytics.store.duckdb import DuckDbStore
+
+    spool_dir, db_path = work / "load-spool", work / "load.duckdb"
+    spool = FileSpool(spool_dir, segment_bytes=256 << 20)
+    await spool.start()
+    now_ms = int(time.time() * 1000)
+    pending = []
+    for n, start in enumerate(range(0, events, PER_BATCH)):
+        raw = orjson.dumps(segment_batch(start))
+        pending.append(
+            spool.append(encode(RecordHeader(SEGMENT, "batch", "bench", None, now_ms, f"b{n}"), raw))
+        )
+        if len(pending) >= 500:
+            await asyncio.gather(*pending)
+            pending.clear()
+    await asyncio.gather(*pending)
+    await spool.close()
+    store = DuckDbStore(db_path)
+    loader = Loader(store, FileSpoolSource(spool_dir), budget=64 << 20)
+    started = time.perf_counter()
+    await loader.drain()
+    seconds = time.perf_counter() - started
+    assert loader.stats.inserted == events, loader.stats
+    store.checkpoint()
+    store.close()
+    size = db_path.stat().st_size + sum(p.stat().st_size for p in work.glob("load.duckdb.wal"))
+    return events / seconds, seconds, size
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=3, help="runs per server; each row is the median")
+    ap.add_argument("--events", type=int, default=1_000_000, help="events for the loader benchmark")
+    ap.add_argument("--write-doc", action="store_true")
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        print("skipped: wrk is not installed (sudo apt-get install wrk)")
+        return 0
+    work = Path(tempfile.mkdtemp(prefix="mpaas-bench-ingest-"))
+    body = work / "batch.json"
+    body.write_bytes(json.dumps(segment_batch(0)).encode())
+    procs: list[subprocess.Popen[bytes]] = []
+    runs: dict[str, list[Result]] = {}
+    try:
+        server, key, _env = start_mpaas(work)
+        procs.append(server)
+        auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+        script = work / "batch.lua"
+        script.write_text(WRK_SCRIPT.replace("<BODY>", str(body)).replace("<AUTH>", auth))
+        nport = free_port()
+        (work / "noop.py").write_text(NOOP_SERVER)
+        procs.append(
+            subprocess.Popen(pinned([sys.executable, str(work / "noop.py"), str(nport)], SERVER_CPU))
+        )
+        wait_http(f"http://127.0.0.1:{nport}/healthz")
+        targets = [
+            ("aiohttp+uvloop no-op handler", f"http://127.0.0.1:{nport}/v1/batch"),
+            ("mpaas /v1/batch, fsync before 200", f"http://127.0.0.1:{_env['MPAAS_PORT']}/v1/batch"),
+        ]
+        for _ in range(args.rounds):
+            for name, url in targets:
+                runs.setdefault(name, []).append(run_wrk(name, url, script, args))
+    finally:
+        for proc in procs:
+            stop(proc)
+    rate, seconds, size = asyncio.run(load_bench(work, args.events))
+    spool_bytes = sum(p.stat().st_size for p in (work / "data" / "analytics" / "spool").glob("*.seg"))
+    shutil.rmtree(work, ignore_errors=True)
+
+    rows = [median(r) for r in runs.values()]
+    base = rows[0].events_per_s
+    lines = [
+        f"{args.connections} connections, {args.duration} s per run, median of {args.rounds} rounds; "
+        f"batches of {PER_BATCH} events ({body_size(segment_batch(0))} bytes); "
+        f"{'server and wrk pinned to one core each' if PINNED else 'unpinned'}.",
+        "",
+        "| server | events/s | ratio | p50 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.name} | {r.events_per_s:,.0f} | {r.events_per_s / base:.2f}x | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |"
+        )
+    lines += [
+        "",
+        f"Loader: {args.events:,} events from the spool into DuckDB in {seconds:.2f} s: "
+        f"**{rate:,.0f} events/s**; {size / (args.events / 1e6) / 1e6:.1f} MB on disk per million events "
+        f"(the spool held {spool_bytes / 1e6:.1f} MB of raw batches after the ingest runs).",
+    ]
+    table = "\n".join(lines)
+    print(table)
+    if args.write_doc:
+        write_block("ingest results", table)
+    return 0
+
+
+def body_size(batch: dict[str, object]) -> int:
+    return len(json.dumps(batch).encode())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

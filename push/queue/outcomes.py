@@ -1,0 +1,136 @@
+"""Outcomes: what the providers answered, written back to the rows this worker holds."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, update
+
+from mpaas.push.devices import INVALID_TOKEN
+from mpaas.push.models import FAILED, PENDING, SENT
+from mpaas.push.providers.base import Outcome, SendResult
+from mpaas.push.queue.claims import Claimed, held_by
+from mpaas.push.queue.retry import RetryPolicy
+from mpaas.push.queue.tables import (
+    DELIVERIES,
+    DEVICE_DISABLED,
+    DEVICES,
+    EXPIRED,
+    MAX_ATTEMPTS,
+    STALE_UNREGISTERED,
+    execute,
+)
+from mpaas.storage.db import Database
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """The result of sending one claimed delivery."""
+
+    delivery: Claimed
+    result: SendResult
+
+
+async def record(
+    db: Database,
+    worker_id: str,
+    outcomes: Sequence[SendOutcome],
+    now: datetime,
+    policy: RetryPolicy,
+    rng: random.Random,
+) -> None:
+    """Write the outcomes of one batch; rows whose lease this worker lost are left alone."""
+    d = DELIVERIES
+    sent: list[int] = []
+    failed: dict[str, list[int]] = defaultdict(list)
+    retries: list[dict[str, Any]] = []
+    disable: list[dict[str, Any]] = []
+    for item in outcomes:
+        delivery, result = item.delivery, item.result
+        if result.outcome is Outcome.SENT:
+            sent.append(delivery.id)
+        elif result.outcome is Outcome.REJECTED:
+            failed[f"rejected:{result.reason or result.status or 'unknown'}"[:64]].append(delivery.id)
+        elif result.outcome is Outcome.INVALID_TOKEN:
+            since = result.token_invalid_since
+            if since is not None and since <= delivery.token_registered_at:
+                failed[STALE_UNREGISTERED].append(delivery.id)
+            else:
+                failed[INVALID_TOKEN].append(delivery.id)
+                disable.append({"pk": delivery.device_pk, "tok": delivery.token, "since": since or now})
+        elif delivery.attempts >= policy.max_attempts:
+            failed[MAX_ATTEMPTS].append(delivery.id)
+        else:
+            at = now + timedelta(seconds=policy.delay(delivery.attempts, result.retry_after, rng))
+            if at >= delivery.expires_at:
+                failed[EXPIRED].append(delivery.id)
+            else:
+                reason = f"retry:{result.reason or result.status or 'unknown'}"[:64]
+                retries.append({"rid": delivery.id, "at": at, "why": reason})
+    async with db.write() as s:
+        if sent:
+            await execute(
+                s,
+                update(d)
+                .where(held_by(worker_id, sent))
+                .values(
+                    status=SENT, sent_at=now, finished_at=now, reason=None, claimed_by=None, lease_until=None
+                ),
+            )
+        for reason, ids in failed.items():
+            await execute(
+                s,
+                update(d)
+                .where(held_by(worker_id, ids))
+                .values(status=FAILED, reason=reason, finished_at=now, claimed_by=None, lease_until=None),
+            )
+        if retries:
+            await execute(
+                s,
+                update(d)
+                .where(
+                    d.c.id == bindparam("rid"),
+                    d.c.claimed_by == worker_id,
+                    d.c.status == PENDING,
+                )
+                .values(
+                    next_attempt_at=bindparam("at"),
+                    reason=bindparam("why"),
+                    claimed_by=None,
+                    lease_until=None,
+                ),
+                retries,
+            )
+        if disable:
+            # Only if the token is still the one we sent to and was registered before APNs' verdict.
+            await execute(
+                s,
+                update(DEVICES)
+                .where(
+                    DEVICES.c.id == bindparam("pk"),
+                    DEVICES.c.token == bindparam("tok"),
+                    DEVICES.c.token_registered_at < bindparam("since"),
+                )
+                .values(enabled=False, disabled_reason=INVALID_TOKEN, updated_at=now),
+                disable,
+            )
+
+
+async def fail_undeliverable(db: Database, worker_id: str, ids: Sequence[int], now: datetime) -> None:
+    """Claimed rows whose device is disabled or has no token: nothing to send."""
+    if not ids:
+        return
+    async with db.write() as s:
+        await execute(
+            s,
+            update(DELIVERIES)
+            .where(held_by(worker_id, ids))
+            .values(
+                status=FAILED, reason=DEVICE_DISABLED, finished_at=now, claimed_by=None, lease_until=None
+            ),
+        )
