@@ -16,7 +16,7 @@ from mpaas.analytics.runtime import ANALYTICS
 from mpaas.appkeys import DB
 from mpaas.errors import ValidationError
 from mpaas.identity.guard import actor_of
-from mpaas.web.api import Api, field_str, json_response, page, pagination, parse_int, read_object
+from mpaas.web.api import Api, field_str, json_response, page, pagination, path_id, read_object
 
 api = Api()
 api.extend(ingest_api)
@@ -155,7 +155,7 @@ async def forget_user(request: web.Request) -> web.Response:
     "GET", "/api/v1/analytics/forget/{request_id}", summary="A forget request's state", tag="analytics"
 )
 async def forget_status(request: web.Request) -> web.Response:
-    request_id = parse_int(request.match_info["request_id"], "request_id", minimum=1)
+    request_id = path_id(request, "request_id")
     return json_response(await forget.get(request.app[DB], request_id))
 
 

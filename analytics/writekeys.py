@@ -14,11 +14,11 @@ from typing import Any
 from sqlmodel import col, select
 
 from mpaas.analytics.errors import WriteKeyNotFound
-from mpaas.analytics.ingest.auth import hash_key
 from mpaas.analytics.models import WriteKey
 from mpaas.errors import ValidationError
 from mpaas.identity.audit import Actor, record
 from mpaas.identity.tenancy import get_app
+from mpaas.identity.tokens import hash_token
 from mpaas.storage.db import Database, utcnow
 
 MAX_GRACE = 365 * 86400
@@ -34,15 +34,21 @@ def _label(label: str) -> str:
     return label
 
 
+def _key_row(app_id: int, key: str, label: str, actor: Actor) -> WriteKey:
+    """The row for a new key: only its hash and a short prefix are kept."""
+    return WriteKey(
+        app_id=app_id, key_hash=hash_token(key), prefix=key[:6], label=_label(label), created_by=actor.name
+    )
+
+
 async def create(db: Database, actor: Actor, app_name: str, label: str = "") -> tuple[WriteKey, str]:
     """A new write key for the app; returns the row and the key (shown once)."""
     app = await get_app(db, app_name)
     assert app.id is not None
+    app_id = app.id
     key = new_write_key()
     async with db.write() as s:
-        row = WriteKey(
-            app_id=app.id, key_hash=hash_key(key), prefix=key[:6], label=_label(label), created_by=actor.name
-        )
+        row = _key_row(app_id, key, label, actor)
         s.add(row)
         await s.flush()
         record(s, actor, "analytics.write_key.create", f"write_key:{row.id}", app=app_name)
@@ -64,6 +70,7 @@ async def rotate(
         raise ValidationError(f"grace must be 0 to {MAX_GRACE} seconds")
     app = await get_app(db, app_name)
     assert app.id is not None
+    app_id = app.id
     key = new_write_key()
     now = utcnow()
     until = now + timedelta(seconds=grace_seconds)
@@ -75,9 +82,7 @@ async def rotate(
             if row.expires_at is None or row.expires_at > until:
                 row.expires_at = until
                 s.add(row)
-        new = WriteKey(
-            app_id=app.id, key_hash=hash_key(key), prefix=key[:6], label=_label(label), created_by=actor.name
-        )
+        new = _key_row(app_id, key, label, actor)
         s.add(new)
         await s.flush()
         record(

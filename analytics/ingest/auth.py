@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from mpaas.analytics.errors import RetryLater
 from mpaas.analytics.models import WriteKey
 from mpaas.identity.models import App
 from mpaas.identity.tenancy import resolve_deployment_key
+from mpaas.identity.tokens import hash_token
 from mpaas.storage.db import Database, utcnow
 
 TTL, NEGATIVE_TTL = 10.0, 2.0
@@ -34,10 +34,6 @@ MAX_KEY = 256
 class Sender:
     app: str
     channel: str | None = None
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def basic_user(header: str | None) -> str | None:
@@ -73,7 +69,7 @@ class KeyCache:
     async def get(self, key: str) -> Sender | None:
         if not key or len(key) > MAX_KEY:
             return None
-        digest = hash_key(key)
+        digest = hash_token(key)
         found = self._entries.get(digest)
         if found is not None and found[1] > self._clock():
             return found[0]
@@ -100,7 +96,7 @@ class KeyCache:
 def write_key_resolver(db: Database) -> Callable[[str], Awaitable[Sender | None]]:
     async def resolve(key: str) -> Sender | None:
         async with db.session() as s:
-            query = select(WriteKey, App).join(App).where(WriteKey.key_hash == hash_key(key))
+            query = select(WriteKey, App).join(App).where(WriteKey.key_hash == hash_token(key))
             found = (await s.exec(query)).first()
         if found is None:
             return None

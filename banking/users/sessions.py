@@ -12,7 +12,6 @@ user's tier changes.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,13 +25,10 @@ from mpaas.banking.models import BankSession, BankUser
 from mpaas.banking.users.tiers import LEVELS, VISITOR
 from mpaas.gateway.operation import Principal
 from mpaas.identity.models import App
+from mpaas.identity.tokens import hash_token
 from mpaas.storage.db import Database
 
 TOKEN_PREFIX = "ms_"  # noqa: S105 - a public prefix, not a secret
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def at(seconds: float) -> datetime:

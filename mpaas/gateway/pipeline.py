@@ -27,7 +27,16 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticError
 
-from mpaas.errors import BadRequest, Conflict, Forbidden, MpaasError, NotFound, Unauthorized, Unavailable
+from mpaas.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    MpaasError,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    Unavailable,
+)
 from mpaas.gateway.admission import Admission, Bucket, Rate, retry_after_header
 from mpaas.gateway.codes import CODES, GatewayError, ResultCode
 from mpaas.gateway.keys import DeviceKey, KeyStore
@@ -42,6 +51,7 @@ from mpaas.gateway.operation import (
 )
 from mpaas.gateway.signing import ECDSA_P256, SignedRequest, parse_request, verify_ecdsa, verify_hmac
 from mpaas.logs import request_id_var
+from mpaas.web.api import read_bounded
 from mpaas.web.complete_response import CompleteResponse, ResponseHead
 
 log = logging.getLogger("mpaas.gateway")
@@ -103,18 +113,10 @@ class Gateway:
         limit = self.config.max_body
         if request.query_string:
             raise GatewayError(ResultCode.INVALID_PARAMETERS, "the gateway takes no query string")
-        length = request.content_length
-        if length is not None:
-            if length > limit:
-                raise GatewayError(ResultCode.INVALID_PARAMETERS, f"request body exceeds {limit} bytes")
-            return await request.read()  # bounded: the parser stops at Content-Length
-        chunks, size = [], 0  # chunked: count as it arrives
-        async for chunk in request.content.iter_any():
-            size += len(chunk)
-            if size > limit:
-                raise GatewayError(ResultCode.INVALID_PARAMETERS, f"request body exceeds {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        try:
+            return await read_bounded(request, limit)
+        except PayloadTooLarge:  # the gateway answers with its result code, not a bare 413
+            raise GatewayError(ResultCode.INVALID_PARAMETERS, f"request body exceeds {limit} bytes") from None
 
     async def _verify(self, req: SignedRequest) -> DeviceKey | None:
         """The signature (4002); returns the device key it was made with, if any."""

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from mpaas.analytics.store.duckdb import DuckDbStore
+from tests_support import assert_error
 
 Load = Callable[[], Awaitable[DuckDbStore]]
 
@@ -35,10 +36,6 @@ def message(i: int, **extra: Any) -> dict[str, Any]:
 
 def batch(n: int, start: int = 0) -> dict[str, Any]:
     return {"batch": [message(i) for i in range(start, start + n)], "sentAt": "2026-01-01T00:00:05.000Z"}
-
-
-def assert_error(body: Any, code: str) -> None:
-    assert set(body) == {"error"} and body["error"]["code"] == code and body["error"]["message"]
 
 
 async def test_segment_batch_with_basic_auth_is_spooled_and_loaded(

@@ -10,6 +10,15 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
+
+
+def assert_error(body: Any, code: str) -> None:
+    """The one error shape of every HTTP answer: ``{"error": {"code", "message"}}``."""
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
 
 
 def free_port() -> int:

@@ -10,13 +10,7 @@ from hypothesis import strategies as st
 
 from mpaas.errors import BadRequest, ValidationError
 from mpaas.web.api import MAX_INT64, parse_int, parse_json
-
-
-def assert_error(body: Any, code: str) -> None:
-    assert set(body) == {"error"}
-    assert body["error"]["code"] == code
-    assert body["error"]["message"]
-
+from tests_support import assert_error
 
 DEEP = b"[" * 1000 + b"]" * 1000
 

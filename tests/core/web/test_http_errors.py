@@ -13,13 +13,7 @@ from mpaas.appkeys import EDGE
 from mpaas.identity.guard import require_roles
 from mpaas.settings import Settings
 from mpaas.web.api import Api
-
-
-def assert_error(body: Any, code: str) -> None:
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message"}
-    assert body["error"]["code"] == code
-    assert body["error"]["message"]
+from tests_support import assert_error
 
 
 async def test_unknown_route_is_404_json(client: Any) -> None:
