@@ -40,6 +40,9 @@ MODEL_MODULES = (
     "mpaas.analytics.models",
     "mpaas.gateway.models",
     "mpaas.banking.models",
+    "mpaas.banking.ledger.models",
+    "mpaas.banking.risk.models",
+    "mpaas.analytics.reports.models",
 )
 
 
@@ -51,6 +54,7 @@ def import_all_models() -> None:
 def domain_apis() -> list[Api]:
     """The APIs mounted by the app: core first, then one line per domain."""
     from mpaas.analytics.api import api as analytics
+    from mpaas.analytics.reports.api import api as reports
     from mpaas.banking.api import api as banking
     from mpaas.gateway.api import api as gateway
     from mpaas.identity.api import api as identity
@@ -61,7 +65,7 @@ def domain_apis() -> list[Api]:
     from mpaas.push.api import api as push
     from mpaas.signing.api import api as signing
 
-    return [ops, identity, gateway, packages, signing, push, releases, release_clients, banking, analytics]
+    return [ops, identity, gateway, packages, signing, push, releases, release_clients, banking, analytics, reports]
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -1,0 +1,1 @@
+"""Reports over the event store: one SQL layer, two dialects (DuckDB, ClickHouse)."""

@@ -1,0 +1,1 @@
+"""Risk: the decision engine (CEL rules), its decisions and their records."""

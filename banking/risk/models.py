@@ -1,0 +1,3 @@
+"""SQL tables of this subpackage."""
+
+from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Transfers: idempotency, limits by account class, clearing, step-up."""
