@@ -65,7 +65,19 @@ def domain_apis() -> list[Api]:
     from mpaas.push.api import api as push
     from mpaas.signing.api import api as signing
 
-    return [ops, identity, gateway, packages, signing, push, releases, release_clients, banking, analytics, reports]
+    return [
+        ops,
+        identity,
+        gateway,
+        packages,
+        signing,
+        push,
+        releases,
+        release_clients,
+        banking,
+        analytics,
+        reports,
+    ]
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -8,78 +8,30 @@ with one line that names the variable, so the server fails at start-up, not late
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from mpaas.errors import ConfigError
+from mpaas.settings_values import (
+    PREFIX,
+    bool_value,
+    check_blob_url,
+    float_value,
+    int_value,
+    mask_url,
+    nats_url_value,
+    normalize_database_url,
+    public_url_value,
+    rate_value,
+    redis_url_value,
+)
 
-PREFIX = "MPAAS_"
+__all__ = ["PREFIX", "Settings", "mask_url", "normalize_database_url"]
 # Shown as *** by `mpaas config show`: an explicit list (matching "key" in a name masked tuf_key_type).
 SECRET_FIELDS = ("metrics_token",)
 URL_NAMES = ("database_url", "blob_url", "s3_endpoint_url", "cdn_base_url", "redis_url", "nats_url")
-
-
-def _int(name: str, raw: str, *, minimum: int = 0, maximum: int | None = None) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{PREFIX}{name.upper()}={raw!r} is not an integer") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise ConfigError(f"{PREFIX}{name.upper()}={raw!r} must be {bound}")
-    return value
-
-
-def _float(name: str, raw: str, *, minimum: float, maximum: float) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{PREFIX}{name.upper()}={raw!r} is not a number") from None
-    if not minimum <= value <= maximum:
-        raise ConfigError(f"{PREFIX}{name.upper()}={raw!r} must be between {minimum} and {maximum}")
-    return value
-
-
-def _bool(name: str, raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ConfigError(f"{PREFIX}{name.upper()}={raw!r} is not a boolean (use true or false)")
-
-
-def normalize_database_url(url: str) -> str:
-    """Accept the URL forms operators use and return one for SQLAlchemy's async engine.
-
-    ``postgresql://user@host:port/db`` (what psql and every PostgreSQL tool take) and
-    ``postgres://`` become ``postgresql+asyncpg://``; ``sqlite:///path`` becomes
-    ``sqlite+aiosqlite:///path``. URLs that already name a driver are checked and kept.
-    """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
-        if not parts.path.strip("/"):
-            raise ConfigError(f"{PREFIX}DATABASE_URL names no database: {mask_url(url)}")
-        return urlunsplit(("postgresql+asyncpg", *parts[1:]))
-    if scheme in ("sqlite", "sqlite+aiosqlite"):
-        return "sqlite+aiosqlite:" + url.split(":", 1)[1]
-    raise ConfigError(
-        f"{PREFIX}DATABASE_URL scheme {parts.scheme!r} is not supported (use sqlite:/// or postgresql://)"
-    )
-
-
-def mask_url(url: str) -> str:
-    """Hide the password of a URL for display."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit((parts.scheme, netloc, *parts[2:]))
 
 
 @dataclass(frozen=True)
@@ -181,24 +133,24 @@ class Settings:
         data_dir = Path(raw.get("data_dir", ".mpaas")).expanduser()
         database_url = str(raw.get("database_url") or f"sqlite:///{(data_dir / 'mpaas.db').absolute()}")
         blob_url = str(raw.get("blob_url") or (data_dir / "blobs").absolute().as_uri())
-        _check_blob_url(blob_url)
+        check_blob_url(blob_url)
         level = str(raw.get("log_level", "INFO")).upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"{PREFIX}LOG_LEVEL={level!r} must be DEBUG, INFO, WARNING or ERROR")
 
         def num(name: str, default: int, **kw: int) -> int:
             value = raw.get(name, default)
-            return value if isinstance(value, int) else _int(name, str(value), **kw)
+            return value if isinstance(value, int) else int_value(name, str(value), **kw)
 
         def real(name: str, default: float, *, minimum: float, maximum: float) -> float:
             value = raw.get(name, default)
             if isinstance(value, int | float) and not isinstance(value, bool):
                 return float(value)
-            return _float(name, str(value), minimum=minimum, maximum=maximum)
+            return float_value(name, str(value), minimum=minimum, maximum=maximum)
 
         def flag(name: str, default: bool | None) -> bool | None:
             value = raw.get(name, default)
-            return value if value is None or isinstance(value, bool) else _bool(name, str(value))
+            return value if value is None or isinstance(value, bool) else bool_value(name, str(value))
 
         settings = cls(
             data_dir=data_dir,
@@ -218,7 +170,7 @@ class Settings:
             delta_bases=num("delta_bases", 5, minimum=0, maximum=50),
             delta_max_share=real("delta_max_share", 0.5, minimum=0.0, maximum=1.0),
             publish_concurrency=num("publish_concurrency", 2, minimum=1, maximum=64),
-            public_url=_public_url(raw.get("public_url")),
+            public_url=public_url_value(raw.get("public_url")),
             release_poll_seconds=real("release_poll_seconds", 2.0, minimum=0.1, maximum=300.0),
             counter_flush_seconds=real("counter_flush_seconds", 5.0, minimum=0.1, maximum=3600.0),
             update_poll_interval=num("update_poll_interval", 300, minimum=10, maximum=86_400),
@@ -253,13 +205,13 @@ class Settings:
             tuf_timestamp_expiry_hours=num("tuf_timestamp_expiry_hours", 24, minimum=2, maximum=24 * 365),
             tuf_refresh_interval=num("tuf_refresh_interval", 600, minimum=0, maximum=24 * 3600),
             tuf_refresh_within_hours=num("tuf_refresh_within_hours", 12, minimum=1, maximum=24 * 365),
-            redis_url=_redis_url(raw.get("redis_url")),
+            redis_url=redis_url_value(raw.get("redis_url")),
             redis_prefix=str(raw.get("redis_prefix", "mpaas:")),
             gateway_clock_skew=num("gateway_clock_skew", 300, minimum=10, maximum=3600),
             gateway_max_body_bytes=num("gateway_max_body_bytes", 64 << 10, minimum=1024, maximum=16 << 20),
-            gateway_app_rate=_rate("gateway_app_rate", raw.get("gateway_app_rate", "2000/s")),
-            gateway_device_rate=_rate("gateway_device_rate", raw.get("gateway_device_rate", "20/s")),
-            gateway_user_rate=_rate("gateway_user_rate", raw.get("gateway_user_rate", "20/s")),
+            gateway_app_rate=rate_value("gateway_app_rate", raw.get("gateway_app_rate", "2000/s")),
+            gateway_device_rate=rate_value("gateway_device_rate", raw.get("gateway_device_rate", "20/s")),
+            gateway_user_rate=rate_value("gateway_user_rate", raw.get("gateway_user_rate", "20/s")),
             gateway_cache_seconds=real("gateway_cache_seconds", 5.0, minimum=0.0, maximum=300.0),
             gateway_upstream_timeout=real("gateway_upstream_timeout", 5.0, minimum=0.01, maximum=300.0),
             gateway_upstream_retries=num("gateway_upstream_retries", 2, minimum=0, maximum=10),
@@ -271,7 +223,7 @@ class Settings:
             banking_identity_verifier=str(raw.get("banking_identity_verifier", "sandbox")),
             banking_session_days=num("banking_session_days", 30, minimum=1, maximum=365),
             banking_poll_seconds=real("banking_poll_seconds", 2.0, minimum=0.05, maximum=300.0),
-            nats_url=_nats_url(raw.get("nats_url")),
+            nats_url=nats_url_value(raw.get("nats_url")),
             analytics_nats_stream=str(raw.get("analytics_nats_stream", "MPAAS_EVENTS")),
             analytics_loader=bool(flag("analytics_loader", True)),
             analytics_load_interval=real("analytics_load_interval", 1.0, minimum=0.01, maximum=3600.0),
@@ -334,54 +286,3 @@ class Settings:
                 value = "***"
             out[f.name] = value
         return out
-
-
-def _public_url(value: Any) -> str | None:
-    """The base URL clients reach this server at (download links); None = from each request."""
-    if value is None or value == "":
-        return None
-    parts = urlsplit(str(value))
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise ConfigError(
-            f"{PREFIX}PUBLIC_URL={value!r} must be an http(s) URL such as https://updates.example.com"
-        )
-    return str(value).rstrip("/")
-
-
-def _redis_url(value: Any) -> str | None:
-    """``redis://[:password@]host:port/db`` (or ``rediss://``, ``unix://``); None = SQL instead."""
-    if value is None or value == "":
-        return None
-    parts = urlsplit(str(value))
-    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.netloc or parts.path):
-        raise ConfigError(f"{PREFIX}REDIS_URL={mask_url(str(value))!r} must be a redis:// or rediss:// URL")
-    return str(value)
-
-
-def _nats_url(value: Any) -> str | None:
-    """NATS server URLs, comma-separated for a cluster; None = the local file spool."""
-    urls = [urlsplit(u.strip()) for u in str(value or "").split(",") if u.strip()]
-    if any(u.scheme not in ("nats", "tls") or not u.netloc for u in urls):
-        raise ConfigError(f"{PREFIX}NATS_URL={mask_url(str(value))!r} must be like nats://127.0.0.1:4222")
-    return str(value) if urls else None
-
-
-def _rate(name: str, value: Any) -> str:
-    """A token-bucket rate such as ``20/s``, ``600/m``, ``5/h`` or ``100/d`` (burst = the count)."""
-    text = str(value).strip()
-    if re.fullmatch(r"[1-9][0-9]{0,8}/[smhd]", text) is None:
-        raise ConfigError(f"{PREFIX}{name.upper()}={text!r} must be COUNT/UNIT such as 20/s, 600/m or 5/h")
-    return text
-
-
-def _check_blob_url(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme == "file":
-        if not parts.path:
-            raise ConfigError(f"{PREFIX}BLOB_URL={url!r} has no path")
-        return
-    if parts.scheme == "s3":
-        if not parts.netloc:
-            raise ConfigError(f"{PREFIX}BLOB_URL={url!r} names no bucket (use s3://bucket/prefix)")
-        return
-    raise ConfigError(f"{PREFIX}BLOB_URL scheme {parts.scheme!r} is not supported (use file:// or s3://)")

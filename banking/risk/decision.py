@@ -1,0 +1,58 @@
+"""The risk decision contract: what a caller (the transfers service) hands the engine and gets back.
+
+The engine behind it (CEL rules, lists, velocity counters, a model score) may change; this
+contract does not. A decision is stored with the values it read, so it can be replayed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+Action = Literal["allow", "challenge", "review", "deny"]
+ACTIONS: tuple[Action, ...] = ("allow", "challenge", "review", "deny")
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One rule that hit: its name, what it added to the score, and a sentence for people."""
+
+    rule: str
+    weight: float
+    message: str
+
+
+@dataclass(frozen=True)
+class RiskContext:
+    """What a scene is decided on. ``txn`` for a transfer holds at least ``id``, ``amount``
+    (fen, int), ``currency``, ``from_account``, ``to_account``, ``counterparty``,
+    ``external`` (bool); ``user`` holds ``id`` and ``tier``; ``device`` holds ``id``,
+    ``model``, ``rooted``, ``first_seen_days``; ``net`` holds ``ip`` and ``carrier``;
+    ``geo`` holds ``lat``, ``lon``, ``region`` when known."""
+
+    txn: Mapping[str, Any] = field(default_factory=dict)
+    user: Mapping[str, Any] = field(default_factory=dict)
+    device: Mapping[str, Any] = field(default_factory=dict)
+    net: Mapping[str, Any] = field(default_factory=dict)
+    geo: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    id: str
+    action: Action
+    score: float
+    reasons: tuple[Reason, ...]
+    ruleset_version: str
+    values: Mapping[str, Any]
+
+
+class RiskEngine(Protocol):
+    async def decide(self, scene: str, context: RiskContext) -> Decision:
+        """Decide and store the decision (with every value read) before answering."""
+        ...
+
+    async def committed(self, scene: str, context: RiskContext) -> None:
+        """Tell the engine the transaction committed, so velocity counters see it."""
+        ...
