@@ -7,6 +7,8 @@ product team's: ``analyst`` may define events. Forgetting a user is ``admin`` on
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from mpaas.analytics import forget, writekeys
@@ -16,7 +18,18 @@ from mpaas.analytics.runtime import ANALYTICS
 from mpaas.appkeys import DB
 from mpaas.errors import ValidationError
 from mpaas.identity.guard import actor_of
-from mpaas.web.api import Api, field_str, json_response, page, pagination, path_id, read_object
+from mpaas.web.api import (
+    ID_SCHEMA,
+    PAGE_QUERY,
+    Api,
+    field_str,
+    json_response,
+    page,
+    pagination,
+    path_id,
+    pattern_schema,
+    read_object,
+)
 
 api = Api()
 api.extend(ingest_api)
@@ -32,27 +45,60 @@ ROTATE_BODY = {
         "grace_seconds": {"type": "integer", "minimum": 0, "description": "old keys keep working this long"},
     },
 }
+#: An event name (a user-defined one: the built-ins' prefix is reserved).
+EVENT_NAME = pattern_schema(catalog.NAME_RE, description=f"not starting with {catalog.PREFIX!r}")
+EVENT_NAME["not"] = {"pattern": "^" + re.escape(catalog.PREFIX)}
+PROPERTY_SCHEMA = {
+    "type": "object",
+    "properties": {"type": {"enum": ["string", "integer", "number", "boolean", "object", "array", "null"]}},
+    "additionalProperties": False,
+}
 DEFINE_BODY = {
     "type": "object",
     "properties": {
-        "description": {"type": "string"},
-        "properties_schema": {"type": "object", "description": "JSON Schema of the properties"},
-        "owner": {"type": "string"},
+        "description": {"type": "string", "maxLength": 4000},
+        "properties_schema": {
+            "type": "object",
+            "description": "JSON Schema (2020-12) of the properties: an object schema; mode "
+            "reject needs its 'properties'",
+            "properties": {
+                "type": {"const": "object"},
+                "properties": {"type": "object", "additionalProperties": PROPERTY_SCHEMA},
+            },
+            "additionalProperties": False,
+        },
+        "owner": {"type": "string", "maxLength": 128},
         "mode": {"enum": ["record", "warn", "reject"]},
-        "pii_allowed": {"type": "array", "items": {"type": "string"}},
+        "pii_allowed": {
+            "type": "array",
+            "maxItems": 100,
+            "items": pattern_schema(catalog.PATH_RE, description="a property path like a or a.b"),
+        },
+    },
+    "if": {"properties": {"mode": {"const": "reject"}}, "required": ["mode"]},
+    "then": {
+        "required": ["properties_schema"],
+        "properties": {"properties_schema": {"required": ["properties"]}},
     },
 }
 FORGET_BODY = {
     "type": "object",
     "required": ["user_id"],
     "properties": {
-        "user_id": {"type": "string"},
-        "app": {"type": "string", "description": "default: every app"},
+        "user_id": {"type": "string", "minLength": 1, "maxLength": 256},
+        "app": {"type": "string", "minLength": 1, "maxLength": 64, "description": "default: every app"},
     },
 }
 
 
-@api.route("POST", KEYS, summary="Create a Segment write key (shown once)", tag="analytics", body=KEY_BODY)
+@api.route(
+    "POST",
+    KEYS,
+    summary="Create a Segment write key (shown once)",
+    tag="analytics",
+    body=KEY_BODY,
+    responses={201: "created; the key is in write_key"},
+)
 async def create_write_key(request: web.Request) -> web.Response:
     data = await read_object(request)
     app = request.match_info["app"]
@@ -75,6 +121,7 @@ async def list_write_keys(request: web.Request) -> web.Response:
     summary="Rotate: a new key; the others expire",
     tag="analytics",
     body=ROTATE_BODY,
+    responses={201: "a new key; the others expire after grace_seconds"},
 )
 async def rotate_write_keys(request: web.Request) -> web.Response:
     data = await read_object(request)
@@ -100,6 +147,8 @@ async def rotate_write_keys(request: web.Request) -> web.Response:
     tag="analytics",
     roles=ANALYST,
     body=DEFINE_BODY,
+    params={"name": EVENT_NAME},
+    responses={200: "replaced", 201: "created"},
 )
 async def define_event(request: web.Request) -> web.Response:
     data = await read_object(request)
@@ -115,7 +164,7 @@ async def define_event(request: web.Request) -> web.Response:
     summary="List an app's tracking points (builtin=true adds the built-in UX events)",
     tag="analytics",
     roles=ANALYST,
-    query={"limit": "int", "offset": "int", "builtin": "bool"},
+    query={**PAGE_QUERY, "builtin": "bool"},
 )
 async def list_events(request: web.Request) -> web.Response:
     limit, offset = pagination(request)
@@ -127,7 +176,14 @@ async def list_events(request: web.Request) -> web.Response:
     return json_response(out)
 
 
-@api.route("GET", EVENTS + "/{name}", summary="Show a tracking point", tag="analytics", roles=ANALYST)
+@api.route(
+    "GET",
+    EVENTS + "/{name}",
+    summary="Show a tracking point (a built-in one too)",
+    tag="analytics",
+    roles=ANALYST,
+    params={"name": pattern_schema(catalog.NAME_RE)},
+)
 async def show_event(request: web.Request) -> web.Response:
     found = await catalog.get_definition(
         request.app[DB], request.match_info["app"], request.match_info["name"]
@@ -152,7 +208,11 @@ async def forget_user(request: web.Request) -> web.Response:
 
 
 @api.route(
-    "GET", "/api/v1/analytics/forget/{request_id}", summary="A forget request's state", tag="analytics"
+    "GET",
+    "/api/v1/analytics/forget/{request_id}",
+    summary="A forget request's state",
+    tag="analytics",
+    params={"request_id": ID_SCHEMA},
 )
 async def forget_status(request: web.Request) -> web.Response:
     request_id = path_id(request, "request_id")

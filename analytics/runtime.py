@@ -26,6 +26,7 @@ from mpaas.analytics.loader.loader import Loader
 from mpaas.analytics.loader.lock import WriterLock
 from mpaas.analytics.spool.base import Spool, SpoolSource
 from mpaas.analytics.spool.record import RecordHeader, encode_parts, record_ids
+from mpaas.analytics.store.base import EventStore
 from mpaas.analytics.store.duckdb import DuckDbStore
 from mpaas.settings import Settings
 from mpaas.storage.db import Database
@@ -62,7 +63,16 @@ def make_source(settings: Settings) -> SpoolSource:
     return FileSpoolSource(spool_dir(settings))
 
 
-def make_loader(settings: Settings, db: Database, store: DuckDbStore) -> Loader:
+def open_store(settings: Settings, *, read_only: bool = False) -> EventStore:
+    """The event store: ClickHouse when ``MPAAS_ANALYTICS_URL`` names one, else the DuckDB file."""
+    if settings.analytics_url:
+        from mpaas.analytics.store.clickhouse import ClickHouseStore
+
+        return ClickHouseStore.from_url(settings.analytics_url, dedupe_days=settings.analytics_dedupe_days)
+    return DuckDbStore(store_path(settings), dedupe_days=settings.analytics_dedupe_days, read_only=read_only)
+
+
+def make_loader(settings: Settings, db: Database, store: EventStore) -> Loader:
     return Loader(
         store,
         make_source(settings),
@@ -85,7 +95,7 @@ class AnalyticsRuntime:
         #: The JetStream spool dedupes on an id derived from the batch's message ids.
         self.wants_dedupe_id = bool(settings.nats_url)
         self.loader: Loader | None = None
-        self.store: DuckDbStore | None = None
+        self.store: EventStore | None = None
         #: Set once this process holds the store's writer lock and its loader exists.
         self.loader_ready = asyncio.Event()
         self._stop = asyncio.Event()
@@ -116,8 +126,7 @@ class AnalyticsRuntime:
         while not self._stop.is_set():
             if lock.try_acquire():
                 try:
-                    path, days = store_path(self.settings), self.settings.analytics_dedupe_days
-                    self.store = await asyncio.to_thread(DuckDbStore, path, dedupe_days=days)
+                    self.store = await asyncio.to_thread(open_store, self.settings)
                 except Exception as exc:  # e.g. a reader holds the file: try again later
                     log.warning("cannot open the event store", extra={"error": str(exc)[:200]})
                     lock.release()
@@ -130,7 +139,8 @@ class AnalyticsRuntime:
         try:
             self.loader = make_loader(self.settings, self.db, self.store)
             self.loader_ready.set()
-            log.info("this process loads analytics events", extra={"store": self.store.path})
+            where = "clickhouse" if self.settings.analytics_url else str(store_path(self.settings))
+            log.info("this process loads analytics events", extra={"store": where})
             await self.loader.run(self._stop)
             await self.loader.source.close()
         finally:

@@ -21,7 +21,15 @@ from mpaas.errors import NotFound, Unauthorized, ValidationError
 from mpaas.gateway.signing import DEVICE_RE, H_DEVICE, H_SESSION, SESSION_RE
 from mpaas.identity.guard import actor_of
 from mpaas.identity.tenancy import resolve_deployment_key
-from mpaas.web.api import Api, deployment_key_header, field_str, json_response, read_json, read_object
+from mpaas.web.api import (
+    Api,
+    deployment_key_header,
+    field_str,
+    json_response,
+    pattern_schema,
+    read_json,
+    read_object,
+)
 
 api = Api()
 OPS = "/api/v1/operations"
@@ -29,12 +37,18 @@ ONE_OP = OPS + "/{name}/{version}"
 USER = "/api/v1/apps/{app}/bank-users/{user_id}"
 READERS = ("release-manager", "analyst")
 KEY_HEADER = "X-Deployment-Key"
+APP_VERSION_RE = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9}){0,2}")
 
 UPSTREAM_BODY = {
     "type": "object",
     "required": ["name", "version", "url"],
     "properties": {
-        "name": {"type": "string", "description": "such as com.bank.fx.quote"},
+        "name": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 128,
+            "description": "such as com.bank.fx.quote",
+        },
         "version": {"type": "integer", "minimum": 1, "maximum": 9999},
         "url": {"type": "string", "format": "uri"},
         "input_schema": {"type": "object", "description": "JSON Schema subset (docs/banking.md)"},
@@ -150,7 +164,7 @@ async def remove_operation(request: web.Request) -> web.Response:
     summary="Publish a new catalogue version (JSON, or YAML with Content-Type application/yaml)",
     tag="catalog",
     roles=("admin", "release-manager"),
-    raw_body="application/json or application/yaml",
+    raw_body="application/json, application/yaml",
     responses={201: "published"},
 )
 async def put_catalog(request: web.Request) -> web.Response:
@@ -186,7 +200,7 @@ async def catalog_versions(request: web.Request) -> web.Response:
     summary="The catalogue for this app, the session's tier (visitor without one), platform and app version",
     tag="catalog",
     auth="client",
-    query={"platform": "ios|android", "app_version": "string"},
+    query={"platform": {"enum": ["ios", "android"]}, "app_version": pattern_schema(APP_VERSION_RE)},
     responses={200: "catalogue (ETag)", 304: "unchanged", 401: "bad deployment key or session"},
 )
 async def client_catalog(request: web.Request) -> web.StreamResponse:
@@ -212,7 +226,7 @@ async def client_catalog(request: web.Request) -> web.StreamResponse:
     if platform is not None and platform not in ("ios", "android"):
         raise ValidationError("platform must be ios or android")
     version = request.query.get("app_version")
-    if version is not None and re.fullmatch(r"[0-9]{1,9}(\.[0-9]{1,9}){0,2}", version) is None:
+    if version is not None and APP_VERSION_RE.fullmatch(version) is None:
         raise ValidationError("app_version must be a version such as 2.3.1")
     assert ref.app.id is not None
     body, etag = await banking.catalog.view(ref.app.id, app, tier, platform, version)

@@ -10,6 +10,7 @@ from aiohttp import web
 from mpaas.banking.catalog.service import CatalogService
 from mpaas.banking.operations.registry import OperationRegistry
 from mpaas.banking.operations.upstream import Upstreams
+from mpaas.banking.transfers.service import TransferService
 from mpaas.banking.users.codes import OneTimeCodes
 from mpaas.banking.users.providers import IdentityVerifier, SmsProvider
 from mpaas.banking.users.service import UserService
@@ -37,6 +38,8 @@ class Banking:
     upstreams: Upstreams
     registry: OperationRegistry
     catalog: CatalogService
+    #: Set at start-up once the ledger's accounts exist.
+    transfers: TransferService | None = None
 
 
 BANKING = web.AppKey("banking", Banking)

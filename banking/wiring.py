@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+import mpaas.banking.epochs as epochs
 from mpaas.appkeys import DB, SETTINGS
-from mpaas.banking import epochs
 from mpaas.banking.catalog.service import CatalogService
 from mpaas.banking.errors import OperationExists
 from mpaas.banking.operations.builtin import builtin_operations
@@ -22,6 +22,8 @@ from mpaas.banking.operations.plugins import load_plugins
 from mpaas.banking.operations.registry import OperationRegistry
 from mpaas.banking.operations.upstream import Upstreams
 from mpaas.banking.service import BANKING, Banking, Clock
+from mpaas.banking.transfers.operations import transfer_operations
+from mpaas.banking.transfers.wiring import make_transfers, sweep_forever
 from mpaas.banking.users.codes import OneTimeCodes
 from mpaas.banking.users.providers import make_sms_provider, make_verifier
 from mpaas.banking.users.service import UserService
@@ -53,7 +55,8 @@ async def banking_context(app: web.Application) -> AsyncIterator[Banking]:
     registry = OperationRegistry(db, upstreams)
     catalog = CatalogService(db, registry)
     banking = Banking(clock, sms, verifier, sessions, codes, users, upstreams, registry, catalog)
-    for declared in builtin_operations(banking):
+    banking.transfers = transfers = await make_transfers(settings, db, codes, clock)
+    for declared in builtin_operations(banking) + transfer_operations(banking, transfers):
         registry.add(declared.spec("built-in"), "mpaas")
     loaded, failed = load_plugins()
     registry.failed_plugins = failed
@@ -67,12 +70,15 @@ async def banking_context(app: web.Application) -> AsyncIterator[Banking]:
     gateway.operations, gateway.sessions = registry, sessions
     app[BANKING] = banking
     poller = asyncio.create_task(_poll(banking, db, settings.banking_poll_seconds))
+    sweeper = asyncio.create_task(sweep_forever(transfers, settings.banking_sweep_seconds))
     try:
         yield banking
     finally:
-        poller.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await poller
+        for task in (poller, sweeper):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await transfers.clearing.close()
         await upstreams.close()
 
 

@@ -34,10 +34,12 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from update_check_setup import write_block
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -58,32 +60,22 @@ uvloop.install()
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
 """
 
-GATEWAY = """
+#: The app as ``mpaas server`` runs it (``settle_gc`` last in start-up), plus ``bench.ping``.
+GATEWAY = f"""
 import sys, uvloop
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
+from gateway_checks import add_ping
 from mpaas.app import create_app
-from mpaas.banking.service import BANKING
-from mpaas.gateway.admission import Rate
-from mpaas.gateway.operation import OperationSpec
+from mpaas.cli.operator import settle_gc
 from mpaas.logs import setup_logging
 from mpaas.settings import Settings
 
-class Empty(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-async def ping(call, params):
-    return {"pong": True}
-
-async def add_ping(app):
-    spec = OperationSpec("bench.ping", 1, Empty, ping, session_required=False, rate=Rate(10**9, 1.0))
-    app[BANKING].registry.add(spec, "bench")
-
-settings = Settings.from_env()
 setup_logging("WARNING", as_json=True)
 uvloop.install()
-app = create_app(settings)
+app = create_app(Settings.from_env())
 app.on_startup.append(add_ping)
+app.on_startup.append(settle_gc)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
 """
 
@@ -229,97 +221,30 @@ def sign_requests(prepared: dict[str, Any], count: int, ecdsa: bool, path: Path)
     path.write_bytes(b"\0".join(lines))
 
 
-def timed(label: str, fn: Callable[[], Any], n: int) -> tuple[str, float]:
-    for _ in range(min(n, 200)):
-        fn()
-    started = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return label, (time.perf_counter() - started) / n * 1e6
+def cpu_us(r: Result) -> float:
+    """The server's CPU time per request: a ratio of these holds when the server is starved
+    of its CPU by neighbours, when requests per second do not."""
+    return r.busy / r.rps * 1e6 if r.rps else float("nan")
 
 
-async def store_cost(label: str, store: Any, buckets: list[Any], n: int, in_flight: int) -> tuple[str, float]:
-    """CPU of this process per ``admit`` with ``in_flight`` calls at a time (µs)."""
-
-    async def worker() -> None:
-        for _ in range(n // in_flight):
-            await store.admit(
-                f"nonce:{{bench}}:x:{secrets.token_hex(8)}", time.time() + 600, buckets, time.time()
-            )
-
-    await worker()
-    started = time.process_time()
-    await asyncio.gather(*(worker() for _ in range(in_flight)))
-    return label, (time.process_time() - started) / n * 1e6
-
-
-async def check_costs(env: dict[str, str], prepared: dict[str, Any]) -> list[tuple[str, float]]:
-    """Each check alone, in this process (µs of CPU per call)."""
-    from pydantic import BaseModel, ConfigDict
-
-    from mpaas.banking.client import GatewayClient
-    from mpaas.gateway.admission import Bucket, Rate, SqlAdmission
-    from mpaas.gateway.redis_admission import RedisAdmission
-    from mpaas.gateway.signing import parse_request, verify_ecdsa, verify_hmac
-    from mpaas.settings import Settings
-    from mpaas.storage.db import Database
-
-    class Empty(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
-    device, key, kid = prepared["devices"][0]
-    secret, app_kid = prepared["secret"], prepared["kid"]
-    headers = GatewayClient(None, "bench", device=device, app_kid=app_kid, app_secret=secret).headers(
-        "bench.ping", 1, b"{}"
-    )
-    hreq = parse_request("POST", "/gateway", headers, b"{}")
-    ec_headers = GatewayClient(None, "bench", device=device, device_key=key, device_kid=kid).headers(
-        "bench.ping", 1, b"{}"
-    )
-    ereq = parse_request("POST", "/gateway", ec_headers, b"{}")
-    buckets = [
-        Bucket(f"rl:{{bench}}:{s}", s, Rate(10**8, 1.0)) for s in ("app", "dev:x", "op:bench.ping:1:d:x")
-    ]
-    redis = RedisAdmission(env["MPAAS_REDIS_URL"], f"bench-{secrets.token_hex(4)}:")
-    db = Database(Settings.from_env(env))
-    rows = [
-        timed("header checks + body hash", lambda: parse_request("POST", "/gateway", headers, b"{}"), 20000),
-        timed(
-            "HMAC-SHA256 verify",
-            lambda: verify_hmac(secret, hreq.signing_string(), hreq.signature.sig),
-            20000,
-        ),
-        timed(
-            "ECDSA P-256 verify",
-            lambda: verify_ecdsa(key.public_key(), ereq.signing_string(), ereq.signature.sig),
-            3000,
-        ),
-        timed("input validation (pydantic)", lambda: Empty.model_validate({}), 20000),
-        await store_cost("nonce + 3 buckets, Redis: client CPU, 32 in flight", redis, buckets, 6400, 32),
-        await store_cost("nonce + 3 buckets, SQLite: CPU, 1 at a time", SqlAdmission(db), buckets, 500, 1),
-    ]
-    await redis.close()
-    await db.close()
-    return rows
-
-
-def report(results: dict[str, Result], costs: list[tuple[str, float]], args: argparse.Namespace) -> str:
+def report(results: dict[str, Result], args: argparse.Namespace) -> str:
     base = results["minimal"].rps
     where = "wrk on CPU 0, each server on CPU 1" if PINNED else "unpinned"
     lines = [
         f"wrk, 1 thread, {args.connections} connections, {args.duration} s, loopback, {where}; "
         f"median of {args.rounds} rounds; Redis on loopback{' (CPU 0)' if PINNED else ''}.",
         "",
-        "| server | requests/s | × minimal | p50 ms | p99 ms | refused | server CPU busy |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| server | requests/s | × minimal | p50 ms | p99 ms | refused | server CPU busy "
+        "| server CPU µs per request | × minimal by CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results.values():
         lines.append(
             f"| {r.name} | {r.rps:,.0f} | {r.rps / base:.2f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.refused} "
-            f"| {r.busy:.0%} |"
+            f"| {r.busy:.0%} | {cpu_us(r):.0f} | {cpu_us(results['minimal']) / cpu_us(r):.2f} |"
         )
-    lines += ["", "Each check alone (µs of CPU per call, this process):", "", "| check | µs |", "|---|---:|"]
-    lines += [f"| {label} | {us:.1f} |" for label, us in costs]
+    load = os.getloadavg()
+    lines += ["", f"Load average before and after the run: {args.load_before:.1f} / {load[0]:.1f} (2 CPUs)."]
     return "\n".join(lines)
 
 
@@ -331,7 +256,9 @@ def main() -> int:
     ap.add_argument("--expect-rps", type=int, default=6000, help="signed requests made per second of a run")
     ap.add_argument("--redis", default="private", help="a Redis URL, or 'private' (its own, on CPU 0)")
     ap.add_argument("--write-doc", action="store_true")
+    ap.add_argument("--block", default="gateway", help="the docs/benchmarks.md block to replace")
     args = ap.parse_args()
+    args.load_before = os.getloadavg()[0]
     if shutil.which("wrk") is None:
         print("skipped: wrk is not installed (sudo apt-get install wrk)")
         return 0
@@ -372,21 +299,18 @@ def main() -> int:
                 runs.setdefault(name, []).append(run_wrk(name, procs[-1], port, args, work / "signed.lua"))
                 stop(procs.pop())
         results = {k: sorted(v, key=lambda r: r.rps)[len(v) // 2] for k, v in runs.items()}
-        costs = asyncio.run(check_costs(env, prepared))
     finally:
         for proc in procs:
             stop(proc)
         shutil.rmtree(work, ignore_errors=True)
         if redis_proc is not None:
             stop(redis_proc)
-    table = report(results, costs, args)
+    table = report(results, args)
     print(table)
     if any(r.refused for name, r in results.items() if name != "minimal"):
         print("warning: some signed requests were refused (raise --expect-rps so none is replayed)")
     if args.write_doc:
-        begin, end = "<!-- gateway begin -->", "<!-- gateway end -->"
-        text = DOC.read_text()
-        DOC.write_text(text[: text.index(begin) + len(begin)] + "\n" + table + "\n" + text[text.index(end) :])
+        write_block(args.block, table)
     return 0
 
 

@@ -12,9 +12,10 @@ batch of 50 events (as analytics-python sends it, 23 KB) with Basic auth:
 
 It prints events/s acknowledged, p50 and p99 per request, and mpaas's rate as a ratio
 to the no-op handler's (goal: at least 0.7). Servers are pinned to one core and wrk to
-the other. Then the loader: ``--events`` unique events spooled in the same batches are
-loaded into a fresh DuckDB file (events/s; goal: 500,000) and the file's size per
-million events after a checkpoint is reported. ``--write-doc`` replaces the results
+the other. Then the loader (bench/ingest_load.py): ``--events`` unique events spooled in
+the same batches are loaded into a fresh DuckDB file (events/s and CPU per event; goal:
+500,000 events/s), with the file's size per million events after a checkpoint, and
+side by side the Python normaliser the loader used before, as the baseline. ``--write-doc`` replaces the results
 block in docs/benchmarks.md. Without wrk it says so and exits 0.
 """
 
@@ -29,11 +30,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ingest_load import load_bench
 from update_check_setup import CLIENT_CPU, PINNED, SERVER_CPU, free_port, pinned, stop, wait_http, write_block
 
 NOOP_SERVER = """
@@ -155,49 +156,15 @@ def start_mpaas(work: Path) -> tuple[subprocess.Popen[bytes], str, dict[str, str
     return proc, key, env
 
 
-async def load_bench(work: Path, events: int) -> tuple[float, float, int]:
-    """Spool ``events`` unique events, load them into a fresh DuckDB; (events/s, seconds, bytes)."""
-    import orjson
-
-    from mpaas.analytics.loader.loader import Loader
-    from mpaas.analytics.spool.files import FileSpool
-    from mpaas.analytics.spool.reader import FileSpoolSource
-    from mpaas.analytics.spool.record import SEGMENT, RecordHeader, encode
-    from mpaas.analytics.store.duckdb import DuckDbStore
-
-    spool_dir, db_path = work / "load-spool", work / "load.duckdb"
-    spool = FileSpool(spool_dir, segment_bytes=256 << 20)
-    await spool.start()
-    now_ms = int(time.time() * 1000)
-    pending = []
-    for n, start in enumerate(range(0, events, PER_BATCH)):
-        raw = orjson.dumps(segment_batch(start))
-        pending.append(
-            spool.append(encode(RecordHeader(SEGMENT, "batch", "bench", None, now_ms, f"b{n}"), raw))
-        )
-        if len(pending) >= 500:
-            await asyncio.gather(*pending)
-            pending.clear()
-    await asyncio.gather(*pending)
-    await spool.close()
-    store = DuckDbStore(db_path)
-    loader = Loader(store, FileSpoolSource(spool_dir), budget=64 << 20)
-    started = time.perf_counter()
-    await loader.drain()
-    seconds = time.perf_counter() - started
-    assert loader.stats.inserted == events, loader.stats
-    store.checkpoint()
-    store.close()
-    size = db_path.stat().st_size + sum(p.stat().st_size for p in work.glob("load.duckdb.wal"))
-    return events / seconds, seconds, size
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=3, help="runs per server; each row is the median")
     ap.add_argument("--events", type=int, default=1_000_000, help="events for the loader benchmark")
+    ap.add_argument(
+        "--reference-events", type=int, default=200_000, help="events for the Python-normaliser baseline"
+    )
     ap.add_argument("--write-doc", action="store_true")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
@@ -230,7 +197,9 @@ def main() -> int:
     finally:
         for proc in procs:
             stop(proc)
-    rate, seconds, size = asyncio.run(load_bench(work, args.events))
+    loaded, reference = asyncio.run(
+        load_bench(work, args.events, args.reference_events, segment_batch, PER_BATCH)
+    )
     spool_bytes = sum(p.stat().st_size for p in (work / "data" / "analytics" / "spool").glob("*.seg"))
     shutil.rmtree(work, ignore_errors=True)
 
@@ -250,9 +219,15 @@ def main() -> int:
         )
     lines += [
         "",
-        f"Loader: {args.events:,} events from the spool into DuckDB in {seconds:.2f} s: "
-        f"**{rate:,.0f} events/s**; {size / (args.events / 1e6) / 1e6:.1f} MB on disk per million events "
+        f"Loader: {loaded.events:,} events from the spool into DuckDB in {loaded.seconds:.2f} s: "
+        f"**{loaded.rate:,.0f} events/s** ({loaded.cpu_us:.1f} µs of CPU per event); "
+        f"{loaded.db_bytes / (loaded.events / 1e6) / 1e6:.1f} MB on disk per million events "
         f"(the spool held {spool_bytes / 1e6:.1f} MB of raw batches after the ingest runs).",
+        "",
+        f"Same run, baseline: the Python normaliser (the loader before normalisation moved into SQL) on "
+        f"{reference.events:,} events: {reference.rate:,.0f} events/s ({reference.cpu_us:.1f} µs of CPU "
+        f"per event); SQL normalisation is **{loaded.rate / reference.rate:.2f}x** its rate "
+        f"({reference.cpu_us / loaded.cpu_us:.2f}x less CPU per event).",
     ]
     table = "\n".join(lines)
     print(table)

@@ -130,15 +130,14 @@ def load_cmd(overrides: dict[str, Any], once: bool, budget: int, as_json: bool) 
 
 async def _load(settings: Any, once: bool, budget: int) -> dict[str, Any]:
     from mpaas.analytics.loader.lock import WriterLock
-    from mpaas.analytics.runtime import make_loader, store_path
-    from mpaas.analytics.store.duckdb import DuckDbStore
+    from mpaas.analytics.runtime import make_loader, open_store, store_path
     from mpaas.storage.db import Database
 
     lock = WriterLock(store_path(settings).with_suffix(".duckdb.lock"))
     if not lock.try_acquire():
         raise CliError(f"another process (pid {lock.holder()}) is loading into {store_path(settings)}")
     db = Database(settings)
-    store = DuckDbStore(store_path(settings), dedupe_days=settings.analytics_dedupe_days)
+    store = open_store(settings)  # ClickHouse when MPAAS_ANALYTICS_URL names one
     loader = make_loader(settings, db, store)
     loader.budget = budget
     stop = asyncio.Event()

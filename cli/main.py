@@ -7,13 +7,16 @@ import sys
 import click
 
 from mpaas import __version__
-from mpaas.cli import admin, demo, keys, operator, packages, publish
+from mpaas.cli import admin, demo, keys, operator, packages, publish, users
 from mpaas.cli import analytics as analytics_cli
 from mpaas.cli import banking as banking_cli
 from mpaas.cli import events as events_cli
+from mpaas.cli import ledger as ledger_cli
 from mpaas.cli import operations as operations_cli
 from mpaas.cli import push as push_cli
 from mpaas.cli import releases as releases_cli
+from mpaas.cli import reports as reports_cli
+from mpaas.cli import risk as risk_cli
 from mpaas.errors import MpaasError
 
 
@@ -37,6 +40,7 @@ for command in (
     admin.logout_cmd,
     admin.whoami_cmd,
     admin.tokens_group,
+    users.users_group,
     admin.apps_group,
     admin.channels_group,
     admin.audit_group,
@@ -53,8 +57,11 @@ for command in (
     operations_cli.operations_group,
     banking_cli.banking_group,
     banking_cli.gateway_group,
+    risk_cli.risk_group,
+    ledger_cli.ledger_group,
 ):
     cli.add_command(command)
+reports_cli.register(analytics_cli.analytics_group)
 
 
 def main() -> None:

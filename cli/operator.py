@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -91,21 +93,78 @@ async def _bootstrap_admin(settings: Settings, force: bool) -> str | None:
         await db.close()
 
 
+async def bootstrap_console_admin(settings: Settings, password: str | None) -> str | None:
+    """Create the console account ``admin`` when no console account exists yet.
+
+    Returns its password when this call created it (generated unless given)."""
+    import secrets
+
+    from mpaas.console.accounts import create_account, list_accounts
+    from mpaas.console.passwords import Passwords
+    from mpaas.storage.db import Database
+
+    db = Database(settings)
+    try:
+        if await list_accounts(db):
+            return None
+        password = password or secrets.token_urlsafe(15)
+        passwords = Passwords(settings.console_argon2_memory_kib)
+        actor = Actor("cli:init")
+        await create_account(db, passwords, actor, username="admin", role="admin", password=password)
+        return password
+    finally:
+        await db.close()
+
+
 @click.command("init")
 @settings_options
 @click.option(
     "--new-admin-token", is_flag=True, help="Mint another admin token even if one exists (recovery)."
 )
+@click.option(
+    "--admin-password-stdin",
+    is_flag=True,
+    help="Read the console account admin's password from stdin instead of generating one.",
+)
 @json_option
-def init_cmd(overrides: dict[str, Any], new_admin_token: bool, as_json: bool) -> None:
-    """Create the data directory and database, and print the first admin token once."""
+def init_cmd(
+    overrides: dict[str, Any], new_admin_token: bool, admin_password_stdin: bool, as_json: bool
+) -> None:
+    """Create the data directory and database; print the first admin token and the
+    web console's admin password, once each (the token on stdout, the password on stderr)."""
+    from mpaas.console.passwords import check_password
+    from mpaas.errors import MpaasError
+
+    given = sys.stdin.readline().rstrip("\r\n") if admin_password_stdin else None
     settings = load_settings(overrides)
-    prepare_data_dir(settings)
-    migrate(settings)
-    token = asyncio.run(_bootstrap_admin(settings, new_admin_token))
+    try:
+        if given is not None:
+            check_password(given)
+        prepare_data_dir(settings)
+        migrate(settings)
+        token = asyncio.run(_bootstrap_admin(settings, new_admin_token))
+        console_password = asyncio.run(bootstrap_console_admin(settings, given))
+    except MpaasError as exc:
+        raise CliError(exc.message, exit_code=2 if given is not None else 1) from None
     if as_json:
-        emit_json({"data_dir": str(settings.data_dir), "token": token})
+        shown = console_password if given is None else None
+        console_user = "admin" if console_password else None
+        emit_json(
+            {
+                "data_dir": str(settings.data_dir),
+                "token": token,
+                "console_user": console_user,
+                "console_password": shown,
+            }
+        )
         return
+    if console_password is not None and given is None:
+        click.echo(
+            f"web console: user admin, password {console_password} (shown once; sign in at /console/)",
+            err=True,
+        )
+    elif console_password is not None:
+        click.echo("web console: created user admin with the password from stdin", err=True)
     if token is None:
         click.echo(
             f"already initialised: {settings.data_dir} has an admin token "
@@ -149,6 +208,20 @@ def config_show(overrides: dict[str, Any], as_json: bool) -> None:
     emit_json(shown) if as_json else emit_record(shown)
 
 
+async def settle_gc(_app: Any) -> None:
+    """After start-up: move what start-up made out of the collector's sight, and collect less often.
+
+    Everything imported and built at start-up lives as long as the process; without this
+    each full collection walks all of it (about 100 ms stalls under load, issue 17). Run
+    last in ``on_startup``, after every domain has started.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 def serve(settings: Settings, *, banner: Callable[[], None] | None = None, reuse_port: bool = False) -> None:
     """Run one server process; ``reuse_port`` only for the workers of ``--workers N``.
 
@@ -159,8 +232,16 @@ def serve(settings: Settings, *, banner: Callable[[], None] | None = None, reuse
 
     from mpaas.app import create_app
     from mpaas.logs import setup_logging
+    from mpaas.web.protocol import run
 
     setup_logging(settings.log_level, as_json=settings.log_json)
+    if not settings.metrics_token:
+        logging.getLogger("mpaas").warning(
+            "GET /metrics is public: anyone who reaches %s:%s can read it "
+            "(set MPAAS_METRICS_TOKEN to require a bearer token)",
+            settings.host,
+            settings.port,
+        )
     try:
         import uvloop
 
@@ -174,15 +255,10 @@ def serve(settings: Settings, *, banner: Callable[[], None] | None = None, reuse
             banner()
 
         app.on_startup.append(_on_startup)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        print=None,
-        reuse_port=reuse_port,
-        handle_signals=True,
-    )
+    app.on_startup.append(settle_gc)
+    # Not web.run_app: the same runner, but errors aiohttp answers before routing (an
+    # over-long header) are JSON and never log request bytes (mpaas.web.protocol).
+    run(app, settings.host, settings.port, reuse_port=reuse_port)
 
 
 @click.command("server")

@@ -168,7 +168,7 @@ def diff_cmd(
 )
 @json_option
 def gc_cmd(dry_run: bool, grace: int, as_json: bool) -> None:
-    """Delete stored blobs that no package, delta or signature references."""
+    """Delete stored blobs that nothing references, and expired or orphaned uploads."""
     out = ApiClient().call("POST", "/api/v1/gc", json_body={"dry_run": dry_run, "grace_seconds": grace})
     if as_json:
         emit_json(out)
@@ -178,3 +178,8 @@ def gc_cmd(dry_run: bool, grace: int, as_json: bool) -> None:
         f"scanned {out['scanned']} blobs: {out['referenced']} referenced, {out['kept_recent']} recent, "
         f"{verb} {out['deleted']} ({_fmt_size(out['freed_bytes'])})"
     )
+    if "stale_uploads" in out:
+        click.echo(
+            f"uploads: {verb} {out['stale_uploads']} expired and {out['orphan_files']} orphaned "
+            f"({_fmt_size(out['upload_bytes'])})"
+        )

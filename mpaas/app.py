@@ -8,6 +8,7 @@ starts their services, and names the modules that hold their tables.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from mpaas.appkeys import BLOBS, DB, EDGE, GC_SOURCES, METRICS, SETTINGS
 from mpaas.identity.guard import require_roles
+from mpaas.ops.gc import GC_SWEEPERS
 from mpaas.settings import Settings
 from mpaas.storage.blobs import make_blob_store
 from mpaas.storage.blobs.local import sweep_stale
@@ -43,6 +45,7 @@ MODEL_MODULES = (
     "mpaas.banking.ledger.models",
     "mpaas.banking.risk.models",
     "mpaas.analytics.reports.models",
+    "mpaas.console.models",
 )
 
 
@@ -56,6 +59,8 @@ def domain_apis() -> list[Api]:
     from mpaas.analytics.api import api as analytics
     from mpaas.analytics.reports.api import api as reports
     from mpaas.banking.api import api as banking
+    from mpaas.banking.risk.api import api as risk
+    from mpaas.console.api import api as console
     from mpaas.gateway.api import api as gateway
     from mpaas.identity.api import api as identity
     from mpaas.ops.api import api as ops
@@ -75,8 +80,10 @@ def domain_apis() -> list[Api]:
         releases,
         release_clients,
         banking,
+        risk,
         analytics,
         reports,
+        console,
     ]
 
 
@@ -95,7 +102,9 @@ def create_app(settings: Settings) -> web.Application:
     app[API_KEY] = api
 
     app[GC_SOURCES] = []
+    app[GC_SWEEPERS] = []
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_console)
     app.cleanup_ctx.append(_blob_store)
     app.cleanup_ctx.append(_packages)
     app.cleanup_ctx.append(_signing)
@@ -117,6 +126,14 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[DB] = db
     yield
     await db.close()
+
+
+async def _console(app: web.Application) -> AsyncIterator[None]:
+    """The web console's sessions, and its session cookie accepted by the admin API's guard."""
+    from mpaas.console.wiring import console_context
+
+    async with console_context(app):
+        yield
 
 
 async def _blob_store(app: web.Application) -> AsyncIterator[None]:
@@ -150,8 +167,13 @@ async def _packages(app: web.Application) -> AsyncIterator[None]:
     service = PackageService(app[DB], app[BLOBS], uploads, s.tmp_dir, limits, s.publish_concurrency)
     app[PACKAGES] = service
     app[GC_SOURCES].extend(PackageService.referenced_query())
+    app[GC_SWEEPERS].append(uploads.gc_sweep)
     await uploads.expire()
+    sweeper = asyncio.create_task(uploads.run_sweeper())  # expired uploads, hourly
     yield
+    sweeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sweeper
 
 
 async def _signing(app: web.Application) -> AsyncIterator[None]:
@@ -219,7 +241,12 @@ async def _banking(app: web.Application) -> AsyncIterator[None]:
 
 async def _analytics(app: web.Application) -> AsyncIterator[None]:
     """Analytics: the event spool (files or JetStream) and, in one process, the loader."""
-    from mpaas.analytics.runtime import analytics_context
+    from mpaas.analytics.emit import attached
+    from mpaas.analytics.runtime import ANALYTICS, analytics_context
 
-    async with analytics_context(app, app[SETTINGS], app[DB]):
+    # Then push and releases emit their server-side events into the runtime's spool.
+    async with (
+        analytics_context(app, app[SETTINGS], app[DB]),
+        attached(app[DB], app[ANALYTICS], app[METRICS]),
+    ):
         yield

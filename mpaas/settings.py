@@ -8,6 +8,7 @@ with one line that names the variable, so the server fails at start-up, not late
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -31,7 +32,25 @@ from mpaas.settings_values import (
 __all__ = ["PREFIX", "Settings", "mask_url", "normalize_database_url"]
 # Shown as *** by `mpaas config show`: an explicit list (matching "key" in a name masked tuf_key_type).
 SECRET_FIELDS = ("metrics_token",)
-URL_NAMES = ("database_url", "blob_url", "s3_endpoint_url", "cdn_base_url", "redis_url", "nats_url")
+URL_NAMES = (
+    "database_url",
+    "blob_url",
+    "s3_endpoint_url",
+    "cdn_base_url",
+    "redis_url",
+    "nats_url",
+    "analytics_url",
+)
+
+
+def analytics_url_value(value: Any) -> str | None:
+    """The event store: None = DuckDB in the data directory, or ``clickhouse[s]://...``."""
+    text = str(value or "").strip()
+    if text and (re.fullmatch(r"clickhouses?://[^\s/]+(/[A-Za-z0-9_]*)?(\?\S*)?", text) is None):
+        raise ConfigError(
+            f"{PREFIX}ANALYTICS_URL={mask_url(text)!r} must be like clickhouse://user:password@host:8123/db"
+        )
+    return text or None
 
 
 @dataclass(frozen=True)
@@ -104,6 +123,12 @@ class Settings:
     banking_identity_verifier: str = "sandbox"
     banking_session_days: int = 30
     banking_poll_seconds: float = 2.0
+    banking_timezone: str = "Asia/Shanghai"
+    banking_limits_file: str | None = None
+    banking_e_account_class: str = "II"
+    banking_clearing_timeout_seconds: float = 900.0
+    banking_sweep_seconds: float = 10.0
+    risk_engine: str = "cel"
     nats_url: str | None = None
     analytics_nats_stream: str = "MPAAS_EVENTS"
     analytics_loader: bool = True
@@ -112,6 +137,11 @@ class Settings:
     analytics_max_batch_bytes: int = 500 * 1024
     analytics_spool_min_free_bytes: int = 1 << 30
     analytics_dedupe_days: int = 7
+    analytics_url: str | None = None
+    console_idle_minutes: int = 30
+    console_max_hours: int = 12
+    console_argon2_memory_kib: int = 65536
+    trust_proxy: bool = False
 
     @classmethod
     def from_env(
@@ -223,6 +253,14 @@ class Settings:
             banking_identity_verifier=str(raw.get("banking_identity_verifier", "sandbox")),
             banking_session_days=num("banking_session_days", 30, minimum=1, maximum=365),
             banking_poll_seconds=real("banking_poll_seconds", 2.0, minimum=0.05, maximum=300.0),
+            banking_timezone=str(raw.get("banking_timezone", "Asia/Shanghai")),
+            banking_limits_file=raw.get("banking_limits_file"),
+            banking_e_account_class=str(raw.get("banking_e_account_class", "II")),
+            banking_clearing_timeout_seconds=real(
+                "banking_clearing_timeout_seconds", 900.0, minimum=0.01, maximum=30 * 86400.0
+            ),
+            banking_sweep_seconds=real("banking_sweep_seconds", 10.0, minimum=0.01, maximum=3600.0),
+            risk_engine=str(raw.get("risk_engine", "cel")).lower(),
             nats_url=nats_url_value(raw.get("nats_url")),
             analytics_nats_stream=str(raw.get("analytics_nats_stream", "MPAAS_EVENTS")),
             analytics_loader=bool(flag("analytics_loader", True)),
@@ -231,7 +269,14 @@ class Settings:
             analytics_max_batch_bytes=num("analytics_max_batch_bytes", 500 * 1024, minimum=1024),
             analytics_spool_min_free_bytes=num("analytics_spool_min_free_bytes", 1 << 30, minimum=0),
             analytics_dedupe_days=num("analytics_dedupe_days", 7, minimum=7, maximum=3650),
+            analytics_url=analytics_url_value(raw.get("analytics_url")),
+            console_idle_minutes=num("console_idle_minutes", 30, minimum=1, maximum=24 * 60),
+            console_max_hours=num("console_max_hours", 12, minimum=1, maximum=24 * 30),
+            console_argon2_memory_kib=num("console_argon2_memory_kib", 65536, minimum=1024, maximum=4 << 20),
+            trust_proxy=bool(flag("trust_proxy", False)),
         )
+        if settings.risk_engine not in ("cel", "off"):
+            raise ConfigError(f"{PREFIX}RISK_ENGINE={settings.risk_engine!r} must be cel or off")
         if settings.tuf_key_type not in ("ecdsa", "ed25519"):
             raise ConfigError(f"{PREFIX}TUF_KEY_TYPE={settings.tuf_key_type!r} must be ecdsa or ed25519")
         if settings.tuf_refresh_within_hours >= settings.tuf_timestamp_expiry_hours:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from aiohttp import web
@@ -12,13 +14,24 @@ from mpaas.errors import MpaasError, ValidationError
 from mpaas.identity import tenancy
 from mpaas.identity.guard import actor_of
 from mpaas.identity.models import App
+from mpaas.logs import request_id_var
+from mpaas.packages.api_schemas import (
+    PKG_PARAMS,
+    PUBLISH_BODY,
+    UPLOAD_PARAMS,
+    VERSION_SCHEMA,
+    upload_body,
+)
 from mpaas.packages.errors import PackageNotFound
 from mpaas.packages.models import KINDS, Package
 from mpaas.packages.service import PackageService, delta_dict, package_dict
 from mpaas.packages.service_key import PACKAGES
 from mpaas.packages.spec import PublishSpec
 from mpaas.web.api import (
+    MAX_INT64,
+    PAGE_QUERY,
     Api,
+    OutcomeStreamResponse,
     dumps,
     field_str,
     json_response,
@@ -31,35 +44,10 @@ from mpaas.web.api import (
 from mpaas.web.downloads import serve_blob
 
 api = Api()
+errlog = logging.getLogger("mpaas.error")
 RM = ("release-manager",)
 BASE = "/api/v1/apps/{app}"
 PKG = BASE + "/packages/{kind}/{id}/{version}"
-SHA_PATTERN = "^[0-9a-f]{64}$"
-
-UPLOAD_BODY = {
-    "type": "object",
-    "required": ["size"],
-    "properties": {
-        "size": {"type": "integer", "minimum": 1},
-        "sha256": {"type": "string", "pattern": SHA_PATTERN},
-    },
-}
-PUBLISH_BODY = {
-    "type": "object",
-    "required": ["upload_id", "kind", "id", "version"],
-    "properties": {
-        "upload_id": {"type": "string"},
-        "kind": {"enum": list(KINDS)},
-        "id": {"type": "string"},
-        "version": {"type": "string"},
-        "description": {"type": "string"},
-        "entry": {"type": "string", "description": "offline: entry page (default index.html)"},
-        "vhost": {"type": "string", "description": "offline: virtual host the app maps to local files"},
-        "target_binary_range": {"type": "string", "description": "hotfix/bundle: e.g. '>=5.2 <6'"},
-        "platform": {"enum": ["ios", "android"]},
-        "patch_type": {"enum": ["dex", "so", "resource", "script"]},
-    },
-}
 
 
 async def _app(request: web.Request) -> App:
@@ -86,7 +74,7 @@ def _upload_dict(row: Any, chunk: int) -> dict[str, Any]:
     summary="Start a resumable upload",
     tag="packages",
     roles=RM,
-    body=UPLOAD_BODY,
+    body=upload_body,
     responses={201: "upload session"},
 )
 async def create_upload(request: web.Request) -> web.Response:
@@ -102,7 +90,12 @@ async def create_upload(request: web.Request) -> web.Response:
 
 
 @api.route(
-    "GET", BASE + "/uploads/{upload_id}", summary="An upload's offset, to resume it", tag="packages", roles=RM
+    "GET",
+    BASE + "/uploads/{upload_id}",
+    summary="An upload's offset, to resume it",
+    tag="packages",
+    roles=RM,
+    params=UPLOAD_PARAMS,
 )
 async def upload_status(request: web.Request) -> web.Response:
     svc = _service(request)
@@ -116,8 +109,10 @@ async def upload_status(request: web.Request) -> web.Response:
     summary="Append a chunk at ?offset=N",
     tag="packages",
     roles=RM,
-    query={"offset": "int"},
+    query={"offset": {"type": "integer", "minimum": 0, "maximum": MAX_INT64}},
+    required=("offset",),
     raw_body="application/octet-stream",
+    params=UPLOAD_PARAMS,
 )
 async def upload_chunk(request: web.Request) -> web.Response:
     if "offset" not in request.query:
@@ -130,7 +125,15 @@ async def upload_chunk(request: web.Request) -> web.Response:
     return json_response(_upload_dict(row, svc.uploads.max_chunk))
 
 
-@api.route("DELETE", BASE + "/uploads/{upload_id}", summary="Abandon an upload", tag="packages", roles=RM)
+@api.route(
+    "DELETE",
+    BASE + "/uploads/{upload_id}",
+    summary="Abandon an upload",
+    tag="packages",
+    roles=RM,
+    params=UPLOAD_PARAMS,
+    responses={204: "abandoned"},
+)
 async def abort_upload(request: web.Request) -> web.Response:
     svc = _service(request)
     row = await svc.uploads.get(await _app(request), request.match_info["upload_id"])
@@ -175,33 +178,47 @@ async def publish(request: web.Request) -> web.StreamResponse:
         result = await svc.publish(app, actor, upload_id, spec)
         body = _publish_body(result.package, result.deltas, app.name, result.created)
         return json_response(body, status=201 if result.created else 200)
-
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    task = asyncio.create_task(
-        svc.publish(
-            app,
-            actor,
-            upload_id,
-            spec,
-            lambda st, d, t: queue.put_nowait({"stage": st, "done": d, "total": t}),
-        )
-    )
-    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+
+    def progress(stage: str, done: int, total: int) -> None:
+        queue.put_nowait({"stage": stage, "done": done, "total": total})
+
+    return await _stream_publish(request, svc.publish(app, actor, upload_id, spec, progress), queue, app)
+
+
+async def _stream_publish(
+    request: web.Request, work: Awaitable[Any], queue: asyncio.Queue[dict[str, Any]], app: App
+) -> web.StreamResponse:
+    """Progress lines while ``work`` runs, then one final line: ``{"result": ...}`` or
+    ``{"error": ..., "status": N}``, whatever ``work`` raised (a bug included: the line
+    then names the request id, and the traceback goes to the log)."""
+    task = asyncio.ensure_future(work)
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a client gone: no warning
+    rid = request_id_var.get() or ""
+    response = OutcomeStreamResponse(headers={"Content-Type": "application/x-ndjson", "X-Request-Id": rid})
     await response.prepare(request)
-    while not task.done() or not queue.empty():
-        getter = asyncio.ensure_future(queue.get())
-        await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-        if getter.done():
-            await response.write(dumps({"progress": getter.result()}) + b"\n")
-        else:
-            getter.cancel()
+    line: dict[str, Any]
     try:
+        while not task.done() or not queue.empty():
+            getter = asyncio.ensure_future(queue.get())
+            await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                await response.write(dumps({"progress": getter.result()}) + b"\n")
+            else:
+                getter.cancel()
         result = task.result()
-        line: dict[str, Any] = {
-            "result": _publish_body(result.package, result.deltas, app.name, result.created)
-        }
+        line = {"result": _publish_body(result.package, result.deltas, app.name, result.created)}
+        response.outcome = 201 if result.created else 200
     except MpaasError as exc:
         line = {**exc.to_dict(), "status": exc.status}
+        response.outcome = exc.status
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise  # the client went away: nothing to write to
+    except Exception:
+        errlog.exception("publish failed", extra={"method": request.method, "path": request.path})
+        message = f"internal error; request id {rid}"
+        line = {"error": {"code": "internal_error", "message": message}, "status": 500}
+        response.outcome = 500
     await response.write(dumps(line) + b"\n")
     await response.write_eof()
     return response
@@ -220,7 +237,7 @@ def _publish_body(pkg: Package, deltas: list[Any], app_name: str, created: bool)
     summary="List package versions, newest first",
     tag="packages",
     roles=RM,
-    query={"kind": "string", "id": "string", "limit": "int", "offset": "int"},
+    query={"kind": {"enum": list(KINDS)}, "id": "string", **PAGE_QUERY},
 )
 async def list_packages(request: web.Request) -> web.Response:
     limit, offset = pagination(request)
@@ -252,6 +269,7 @@ async def _package(request: web.Request) -> tuple[App, Package]:
     tag="packages",
     roles=RM,
     query={"files": "bool"},
+    params=PKG_PARAMS,
 )
 async def show_package(request: web.Request) -> web.Response:
     app, pkg = await _package(request)
@@ -262,7 +280,9 @@ async def show_package(request: web.Request) -> web.Response:
     return json_response(body)
 
 
-@api.route("GET", PKG + "/manifest", summary="A package's file manifest", tag="packages", roles=RM)
+@api.route(
+    "GET", PKG + "/manifest", summary="A package's file manifest", tag="packages", roles=RM, params=PKG_PARAMS
+)
 async def package_manifest(request: web.Request) -> web.StreamResponse:
     _app_row, pkg = await _package(request)
     return await serve_blob(
@@ -281,6 +301,8 @@ async def package_manifest(request: web.Request) -> web.StreamResponse:
     tag="packages",
     roles=RM,
     head=True,
+    params=PKG_PARAMS,
+    responses={200: "the archive", 206: "a byte range", 304: "not modified", 416: "range not satisfiable"},
 )
 async def package_archive(request: web.Request) -> web.StreamResponse:
     _app_row, pkg = await _package(request)
@@ -297,6 +319,8 @@ async def package_archive(request: web.Request) -> web.StreamResponse:
     tag="packages",
     roles=RM,
     head=True,
+    params={**PKG_PARAMS, "from_version": VERSION_SCHEMA},
+    responses={200: "the patch", 206: "a byte range", 304: "not modified", 416: "range not satisfiable"},
 )
 async def package_delta(request: web.Request) -> web.StreamResponse:
     _app_row, pkg = await _package(request)
@@ -315,7 +339,9 @@ async def package_delta(request: web.Request) -> web.StreamResponse:
     summary="What changed since an earlier version (?from=V)",
     tag="packages",
     roles=RM,
-    query={"from": "string"},
+    query={"from": VERSION_SCHEMA},
+    required=("from",),
+    params=PKG_PARAMS,
 )
 async def package_diff(request: web.Request) -> web.Response:
     from mpaas.packages.deltas.stats import manifest_diff

@@ -37,7 +37,13 @@ from sqlmodel import col, select
 from mpaas.identity.audit import Actor
 from mpaas.identity.models import App
 from mpaas.packages.deltas import builder as delta
-from mpaas.packages.errors import InvalidPackageMeta, PackageNotFound, PackageVersionExists
+from mpaas.packages.errors import (
+    InvalidPackageMeta,
+    PackageNotFound,
+    PackageVersionExists,
+    UnsafeArchive,
+    UnsupportedArchive,
+)
 from mpaas.packages.intake import unpack as intake
 from mpaas.packages.intake.uploads import Uploads
 from mpaas.packages.manifest import FileEntry, Manifest
@@ -100,7 +106,11 @@ class PackageService:
                 tree = work / "tree"
                 tree.mkdir()
                 report("unpack", 0, 1)
-                manifest = await asyncio.to_thread(intake.unpack, source, tree, self.limits.intake)
+                try:
+                    manifest = await asyncio.to_thread(intake.unpack, source, tree, self.limits.intake)
+                except (UnsafeArchive, UnsupportedArchive) as exc:
+                    await self.uploads.refuse(app, actor, upload.id, exc)  # it can never publish
+                    raise
                 report("unpack", 1, 1)
                 self._check_entry(spec, meta, manifest)
                 if existing is not None:

@@ -22,15 +22,23 @@ from mpaas.push.models import FALLBACKS, PROVIDERS
 from mpaas.push.service_key import PUSH
 from mpaas.storage.db import utcnow
 from mpaas.web.api import (
+    ID_SCHEMA,
+    PAGE_QUERY,
     Api,
     deployment_key_header,
     json_response,
     page,
     pagination,
     path_id,
+    pattern_schema,
     read_object,
     refuse_oversized,
 )
+
+
+def _object_of(key: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": [key], "properties": {key: schema}, "additionalProperties": False}
+
 
 api = Api()
 OPS = ("push-operator",)
@@ -42,20 +50,38 @@ DEVICE_LIMIT = 16 * 1024
 RECEIPTS_LIMIT = 64 * 1024
 NO_BODY_LIMIT = 4 * 1024
 
+_DEVICE_ID = pattern_schema(devices.DEVICE_ID_RE)
+_TAG = pattern_schema(devices.TAG_RE)
+_LOCALE = pattern_schema(devices.LOCALE_RE, maxLength=35)
 DEVICE_BODY = {
     "type": "object",
     "required": ["device_id", "provider"],
     "properties": {
         "deployment_key": {"type": "string", "description": "or the X-Deployment-Key header"},
-        "device_id": {"type": "string", "maxLength": 128},
+        "device_id": _DEVICE_ID,
         "provider": {"enum": list(PROVIDERS)},
         "token": {"type": "string", "description": "APNs device token (hex) or FCM registration token"},
-        "user_id": {"type": "string"},
-        "tags": {"type": "array", "items": {"type": "string"}},
-        "locale": {"type": "string"},
-        "app_version": {"type": "string"},
-        "os": {"type": "string"},
+        "user_id": {"type": "string", "maxLength": 128},
+        "tags": {"type": "array", "maxItems": devices.MAX_TAGS, "items": _TAG},
+        "locale": _LOCALE,
+        "app_version": {"type": "string", "maxLength": 64},
+        "os": {"type": "string", "maxLength": 64},
     },
+    # APNs and FCM need their token, in their format; the WebSocket channel takes none.
+    "allOf": [
+        {
+            "if": {"required": ["provider"], "properties": {"provider": {"const": "apns"}}},
+            "then": {"required": ["token"], "properties": {"token": pattern_schema(devices.APNS_TOKEN_RE)}},
+        },
+        {
+            "if": {"required": ["provider"], "properties": {"provider": {"const": "fcm"}}},
+            "then": {"required": ["token"], "properties": {"token": pattern_schema(devices.FCM_TOKEN_RE)}},
+        },
+        {
+            "if": {"required": ["provider"], "properties": {"provider": {"const": "ws"}}},
+            "then": {"not": {"required": ["token"]}},
+        },
+    ],
 }
 RECEIPTS_BODY = {
     "type": "object",
@@ -63,39 +89,82 @@ RECEIPTS_BODY = {
     "properties": {
         "receipts": {
             "type": "array",
+            "minItems": 1,
+            "maxItems": receipts.MAX_RECEIPTS,
             "items": {
                 "type": "object",
                 "required": ["delivery_id", "type"],
-                "properties": {"delivery_id": {"type": "string"}, "type": {"enum": ["arrived", "opened"]}},
+                "properties": {
+                    "delivery_id": {
+                        "type": "string",
+                        "pattern": "^[1-9][0-9]{0,17}$",
+                        "description": "the id from the notification payload",
+                    },
+                    "type": {"enum": list(receipts.RECEIPT_KINDS)},
+                },
             },
         }
     },
 }
+_AUDIENCE_VALUES = {"type": "array", "minItems": 1, "maxItems": messages.MAX_AUDIENCE_VALUES}
+_TEXT = {"type": "string", "maxLength": 2048}
+_USER_ID = {"type": "string", "minLength": 1, "maxLength": 128}
 MESSAGE_BODY = {
     "type": "object",
     "required": ["audience"],
     "properties": {
         "audience": {
-            "type": "object",
-            "description": 'one of {"devices": [...]}, {"users": [...]}, {"tags": [...]}, {"all": true}',
+            "oneOf": [
+                _object_of("devices", _AUDIENCE_VALUES | {"items": _DEVICE_ID}),
+                _object_of("users", _AUDIENCE_VALUES | {"items": _USER_ID}),
+                _object_of("tags", _AUDIENCE_VALUES | {"items": _TAG}),
+                _object_of("all", {"const": True}),
+            ],
         },
-        "title": {"type": "string"},
-        "body": {"type": "string"},
-        "locales": {"type": "object", "description": '{"de": {"title": "...", "body": "..."}}'},
-        "data": {"type": "object", "additionalProperties": {"type": "string"}},
-        "ttl": {"type": "integer", "minimum": 0, "description": "seconds (default 86400)"},
+        "title": {"type": "string", "maxLength": 256},
+        "body": _TEXT,
+        "locales": {
+            "type": "object",
+            "maxProperties": 50,
+            "propertyNames": _LOCALE,
+            "additionalProperties": {"type": "object", "properties": {"title": _TEXT, "body": _TEXT}},
+            "description": '{"de": {"title": "...", "body": "..."}}',
+        },
+        "data": {
+            "type": "object",
+            "maxProperties": messages.MAX_DATA_KEYS,
+            "propertyNames": {"not": {"pattern": "^(?:aps$|mpaas)"}},
+            "additionalProperties": {"type": "string"},
+        },
+        "ttl": {"type": "integer", "minimum": 0, "maximum": messages.MAX_TTL, "description": "seconds"},
         "priority": {"enum": ["high", "normal"]},
         "push_type": {"enum": ["alert", "background"]},
         "collapse_id": {"type": "string", "maxLength": 64},
-        "send_at": {"type": "string", "format": "date-time"},
+        "send_at": {"type": "string", "format": "date-time", "description": "at most 60 days ahead"},
         "fallback": {"enum": list(FALLBACKS)},
-        "ack_timeout": {"type": "integer", "minimum": 1, "description": "seconds before the fallback"},
+        "ack_timeout": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": messages.MAX_ACK_TIMEOUT,
+            "description": "seconds before the fallback",
+        },
     },
+    # An alert needs something to show.
+    "anyOf": [
+        {"required": ["push_type"], "properties": {"push_type": {"const": "background"}}},
+        {"required": ["title"]},
+        {"required": ["body"]},
+        {"required": ["locales"], "properties": {"locales": {"minProperties": 1}}},
+    ],
 }
 SETTINGS_BODY = {
     "type": "object",
-    "properties": {"fallback": {"enum": list(FALLBACKS)}, "ack_timeout": {"type": "integer", "minimum": 1}},
+    "properties": {
+        "fallback": {"enum": list(FALLBACKS)},
+        "ack_timeout": {"type": "integer", "minimum": 1, "maximum": messages.MAX_ACK_TIMEOUT},
+    },
 }
+MESSAGE_PARAMS = {"message_id": ID_SCHEMA}
 
 
 async def _client_app(request: web.Request, body: dict[str, Any] | None = None) -> App:
@@ -138,6 +207,7 @@ async def register_device(request: web.Request) -> web.Response:
     tag="push",
     auth="client",
     responses={204: "unregistered"},
+    params={"device_id": _DEVICE_ID},
 )
 async def unregister_device(request: web.Request) -> web.Response:
     refuse_oversized(request, NO_BODY_LIMIT)
@@ -217,7 +287,7 @@ async def send_message(request: web.Request) -> web.Response:
     summary="List an app's push messages, newest first",
     tag="push",
     roles=OPS,
-    query={"limit": "int", "offset": "int"},
+    query=PAGE_QUERY,
 )
 async def list_messages(request: web.Request) -> web.Response:
     db = request.app[DB]
@@ -233,6 +303,7 @@ async def list_messages(request: web.Request) -> web.Response:
     summary="A push message with its delivery statistics",
     tag="push",
     roles=OPS,
+    params=MESSAGE_PARAMS,
 )
 async def show_message(request: web.Request) -> web.Response:
     db = request.app[DB]
@@ -247,6 +318,7 @@ async def show_message(request: web.Request) -> web.Response:
     summary="A push message with its delivery statistics, by id alone",
     tag="push",
     roles=OPS,
+    params=MESSAGE_PARAMS,
 )
 async def show_message_by_id(request: web.Request) -> web.Response:
     db = request.app[DB]

@@ -2,7 +2,8 @@
 
 A receipt is stored once per (delivery, kind); repeats are no-ops. ``opened`` implies
 ``arrived``. An arrival also settles a delivery still pending (say, retried after a
-timeout that had in fact delivered), so it is not sent again.
+timeout that had in fact delivered), so it is not sent again. Stored receipts also go
+to analytics as ``push.arrived`` / ``push.opened`` server-side events, in the background.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mpaas.push.errors import InvalidPushRequest
 from mpaas.push.models import PENDING, RECEIPT_KINDS, SENT
+from mpaas.push.queue.outcomes import report_deliveries
 from mpaas.push.queue.tables import DELIVERIES, RECEIPTS, execute
 from mpaas.storage.db import Database
 
@@ -85,6 +87,7 @@ async def record_receipts(
             insert = sqlite_insert if db.is_sqlite else pg_insert
             await execute(s, insert(RECEIPTS).values(rows).on_conflict_do_nothing())
             await _settle(s, owned, now)
+    report_deliveries(db, [(d, k, None) for d, k in sorted(wanted) if d in owned], now)
     return ReceiptResult(accepted=sorted(owned), unknown=[d for d in ids if d not in owned])
 
 

@@ -36,6 +36,7 @@ from mpaas.push import receipts
 from mpaas.push.errors import InvalidPushRequest
 from mpaas.push.messages import localize
 from mpaas.push.models import PENDING, SENT, PushMessage
+from mpaas.push.queue.outcomes import report_deliveries
 from mpaas.push.queue.tables import DELIVERIES, RECEIPTS, execute
 from mpaas.storage.db import Database, utcnow
 
@@ -192,6 +193,8 @@ async def mark_sent(db: Database, ids: list[int]) -> None:
                 status=SENT, sent_at=now, finished_at=now, attempts=d.c.attempts + 1, last_attempt_at=now
             ),
         )
+    # The frame is written: handed over and accepted, as far as the WebSocket channel goes.
+    report_deliveries(db, [(i, stage, None) for i in ids for stage in ("sent", "delivered")], now)
 
 
 async def send_loop(db: Database, conn: WsConnection) -> None:

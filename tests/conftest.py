@@ -22,7 +22,7 @@ from mpaas.appkeys import DB
 from mpaas.identity.audit import Actor
 from mpaas.identity.tokens import create_token
 from mpaas.settings import Settings
-from tests_support import Server, cli, cli_env, free_port
+from tests_support import Server, cli_env, cli_in_process, free_port
 
 #: Shared fixtures kept in tests/support (on the pythonpath), loaded for every test folder.
 pytest_plugins = ["release_fixtures"]
@@ -138,14 +138,22 @@ async def stream() -> AsyncIterator[Callable[..., Any]]:
 
 
 @pytest.fixture
-def server_env(settings: Settings, tmp_path: Path) -> Iterator[tuple[Server, dict[str, str]]]:
-    """A running `mpaas server` subprocess on this test's database, an admin token, app `bank`."""
+def server_env(
+    settings: Settings, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[Server, dict[str, str]]]:
+    """A running `mpaas server` subprocess on this test's database, an admin token, app `bank`.
+
+    ``@pytest.mark.server_env(MPAAS_X="…")`` adds variables to the server's (and CLI's) environment.
+    """
     env = cli_env(settings.data_dir, settings.database_url, tmp_path)
-    token = cli(["init"], env).stdout.strip()
+    marker = request.node.get_closest_marker("server_env")
+    if marker is not None:
+        env |= {str(k): str(v) for k, v in marker.kwargs.items()}
+    token = cli_in_process(["init"], env).stdout.strip()
     server = Server(env)
     server.start()
     env |= {"MPAAS_SERVER": server.url, "MPAAS_TOKEN": token}
-    cli(["apps", "create", "bank", "--platform", "android"], env)
+    cli_in_process(["apps", "create", "bank", "--platform", "android"], env)
     try:
         yield server, env
     finally:

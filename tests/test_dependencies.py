@@ -48,7 +48,7 @@ CORE_LAYERS: tuple[tuple[str, ...], ...] = (
     ("mpaas.web",),
     ("mpaas.appkeys",),
     ("mpaas.identity",),
-    ("mpaas.ops", "mpaas.gateway"),
+    ("mpaas.ops", "mpaas.gateway", "mpaas.console"),
     ("mpaas.app",),
 )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -40,6 +41,12 @@ def basic_user(header: str | None) -> str | None:
     """The user name of ``Authorization: Basic base64(user:password)``, or None."""
     if not header or header[:6].lower() != "basic ":
         return None
+    return _basic_user(header) if len(header) <= 4 * MAX_KEY else _basic_user.__wrapped__(header)
+
+
+@functools.lru_cache(maxsize=4096)
+def _basic_user(header: str) -> str | None:
+    """Decoding is a pure function of the header: an SDK sends the same one every time."""
     try:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
@@ -69,7 +76,7 @@ class KeyCache:
     async def get(self, key: str) -> Sender | None:
         if not key or len(key) > MAX_KEY:
             return None
-        digest = hash_token(key)
+        digest = _digest(key)
         found = self._entries.get(digest)
         if found is not None and found[1] > self._clock():
             return found[0]
@@ -91,6 +98,12 @@ class KeyCache:
         ttl = self._ttl if sender is not None else self._negative_ttl
         self._entries[digest] = (sender, self._clock() + ttl)
         return sender
+
+
+@functools.lru_cache(maxsize=4096)
+def _digest(key: str) -> str:
+    """sha256 of a key, remembered (pure; the entries' TTL lives in :class:`KeyCache`)."""
+    return hash_token(key)
 
 
 def write_key_resolver(db: Database) -> Callable[[str], Awaitable[Sender | None]]:

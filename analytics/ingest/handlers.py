@@ -11,6 +11,7 @@ with ``Retry-After``, so the SDKs keep the batch and retry.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 from aiohttp import web
@@ -29,6 +30,7 @@ from mpaas.analytics.ingest.body import (
 )
 from mpaas.analytics.runtime import ANALYTICS, AnalyticsRuntime
 from mpaas.analytics.spool.record import NATIVE, SEGMENT
+from mpaas.errors import ValidationError
 from mpaas.web.api import Api, Handler, deployment_key_header
 from mpaas.web.complete_response import CompleteResponse
 from mpaas.web.edge import error_response
@@ -41,14 +43,21 @@ AUTHORIZATION = istr("Authorization")
 BATCH_ROUTES = ("batch", "b", "import")
 SINGLE_ROUTES = ("track", "identify", "page", "screen", "group", "alias")
 
-SEGMENT_BODY = {
+WRITE_KEY = {"type": "string", "description": "or HTTP Basic auth with the key as user name"}
+SEGMENT_BATCH_BODY = {
     "type": "object",
-    "description": "a batch ({batch: [messages], sentAt, context, writeKey}) or one message",
+    "required": ["batch"],
+    "description": "a batch: {batch: [messages], sentAt, context, writeKey}",
     "properties": {
-        "batch": {"type": "array", "items": {"type": "object"}},
+        "batch": {"type": "array", "minItems": 1, "items": {"type": "object"}},
         "sentAt": {"type": "string", "format": "date-time"},
-        "writeKey": {"type": "string", "description": "or HTTP Basic auth with the key as user name"},
+        "writeKey": WRITE_KEY,
     },
+}
+SEGMENT_MESSAGE_BODY = {
+    "type": "object",
+    "description": "one message (Segment's spec for its type)",
+    "properties": {"writeKey": WRITE_KEY},
 }
 NATIVE_BODY = {
     "type": "object",
@@ -60,7 +69,7 @@ NATIVE_BODY = {
         "user_id": {"type": "string"},
         "anonymous_id": {"type": "string"},
         "context": {"type": "object"},
-        "events": {"type": "array", "items": {"type": "object"}},
+        "events": {"type": "array", "minItems": 1, "items": {"type": "object"}},
     },
 }
 RESPONSES = {
@@ -71,6 +80,17 @@ RESPONSES = {
     429: "overloaded; Retry-After",
     503: "spool unavailable; Retry-After",
 }
+
+
+#: A JSON ``\u0000`` escape, not itself escaped (an odd run of backslashes before ``u0000``).
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def refuse_nul(raw: bytes) -> None:
+    """400 for a body whose strings hold U+0000, as the document promises (PostgreSQL
+    refuses it in text). The cheap substring test runs first; JSON cannot hold a raw NUL."""
+    if b"\\u0000" in raw and _NUL_ESCAPE.search(raw):
+        raise ValidationError("the body holds a NUL character (\\u0000)")
 
 
 def _retrying(handler: Handler) -> Handler:
@@ -113,10 +133,12 @@ def segment_handler(endpoint: str) -> Handler:
         sender = await _write_key(rt, header_key) if header_key is not None else None
         if single:
             raw = await read_body(request, rt.max_event, EventTooLarge)
+            refuse_nul(raw)
             message = decode(raw, SegmentMessage)
             key, ids = message.writeKey, [message.messageId]
         else:
             raw = await read_body(request, rt.max_batch)
+            refuse_nul(raw)
             doc = decode(raw, SegmentBatch)
             check_events(doc.batch, "batch", len(raw), rt.max_event)
             key, ids = doc.writeKey, message_ids(doc.batch) if rt.wants_dedupe_id else []
@@ -139,7 +161,7 @@ for _endpoint in (*BATCH_ROUTES, *SINGLE_ROUTES):
         + " (write key)",
         tag="analytics",
         auth="client",
-        body=SEGMENT_BODY,
+        body=SEGMENT_BATCH_BODY if _endpoint in BATCH_ROUTES else SEGMENT_MESSAGE_BODY,
         responses=RESPONSES,
     )(segment_handler(_endpoint))
 
@@ -161,6 +183,7 @@ async def native_events(request: web.Request) -> web.StreamResponse:
     if key and sender is None:
         raise InvalidDeploymentKey("unknown deployment key")
     raw = await read_body(request, rt.max_batch)
+    refuse_nul(raw)
     doc = decode(raw, NativeBatch)
     if sender is None:
         body_key = doc.deployment_key

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mpaas.analytics.catalog.checker import CatalogSnapshot
-from mpaas.analytics.loader.normalise import Normaliser
+from mpaas.analytics.loader.columnar import ColumnarNormaliser
 from mpaas.analytics.spool.base import SpoolBatch, SpoolSource
 from mpaas.analytics.store.base import EventStore, Forget, LoadBatch, LoadResult
 
@@ -72,6 +72,7 @@ class Loader:
         self.stats = LoaderStats()
         self._positions: dict[str, int] | None = None
         self._cycle = asyncio.Lock()
+        self._columnar: ColumnarNormaliser | None = None
 
     async def run_once(self) -> bool:
         """One cycle; True when the spool had more than one read budget (go again)."""
@@ -98,11 +99,10 @@ class Loader:
         return batch.full
 
     def _load(self, snapshot: CatalogSnapshot, batch: SpoolBatch) -> LoadResult:
-        normaliser = Normaliser(snapshot)
-        for record_id, body in batch.records:
-            normaliser.add(record_id, body)
-        load = LoadBatch(normaliser.events.table(), normaliser.invalid.table(), batch.positions, batch.stale)
-        return self.store.load(load)
+        if self._columnar is None:
+            self._columnar = ColumnarNormaliser()
+        events, invalid = self._columnar.normalise(snapshot, batch.records)
+        return self.store.load(LoadBatch(events, invalid, batch.positions, batch.stale))
 
     async def _forget(self) -> None:
         assert self.forgets is not None

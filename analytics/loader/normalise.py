@@ -1,4 +1,9 @@
-"""Normalisation: spool records (raw batches as clients sent them) into typed columns.
+"""Normalisation in Python: spool records (raw batches as clients sent them) into typed columns.
+
+The reference for every rule below. The loader normalises in SQL
+(:mod:`mpaas.analytics.loader.columnar`) and sends here only the records and events SQL
+cannot decide cheaply (masking candidates, catalogued events, invalid or odd ones);
+``seq`` orders events by (record ordinal, index) so both paths dedupe alike.
 
 One shape comes out of three inputs: Segment messages (camelCase, ``/v1/batch`` or one
 message per ``/v1/<type>``), native batches (snake_case, ``POST /client/v1/events``),
@@ -14,6 +19,8 @@ reason and its raw JSON.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -31,6 +38,8 @@ MAX_RAW = 32 * 1024
 _SEGMENT_KEYS = ("messageId", "userId", "anonymousId", "previousId", "groupId", "sentAt")
 _NATIVE_KEYS = ("message_id", "user_id", "anonymous_id", "previous_id", "group_id", "sent_at")
 _EMPTY: dict[str, Any] = {}
+#: ``seq`` (the order events are deduped in) is the record's ordinal, then the event's index.
+SEQ_SHIFT = 20
 
 
 def _id(value: Any) -> str | None:
@@ -60,6 +69,16 @@ def _json(value: Any, allowed: frozenset[str], flags: list[str]) -> str:
     return raw.decode()
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    header: RecordHeader
+    items: list[Any]
+    keys: tuple[str, ...]
+    default_type: str | None
+    base: dict[str, Any]
+    defaults: tuple[str | None, str | None, Any]
+
+
 class Normaliser:
     """Accumulates the rows of one load batch."""
 
@@ -67,20 +86,39 @@ class Normaliser:
         self.catalog = catalog
         self.events = Rows(EVENT_SCHEMA)
         self.invalid = Rows(INVALID_SCHEMA)
+        self._next = 0
 
-    def add(self, record_id: str, body: bytes) -> None:
+    def add(self, record_id: str, body: bytes, ordinal: int | None = None) -> None:
+        """Normalise every event of one spool record (``ordinal`` orders it in the batch)."""
+        prepared = self._prepare(record_id, body)
+        if prepared is not None:
+            self._events(prepared, record_id, self._ordinal(ordinal), None)
+
+    def add_events(self, record_id: str, body: bytes, ordinal: int, indices: Collection[int]) -> None:
+        """Normalise only the events at ``indices`` of one record (the SQL path did the rest)."""
+        prepared = self._prepare(record_id, body)
+        if prepared is not None:
+            self._events(prepared, record_id, ordinal, indices)
+
+    def _ordinal(self, ordinal: int | None) -> int:
+        if ordinal is None:
+            ordinal = self._next
+        self._next = max(self._next, ordinal + 1)
+        return ordinal
+
+    def _prepare(self, record_id: str, body: bytes) -> _Prepared | None:
         try:
             header, raw = decode(body)
         except (ValueError, KeyError, TypeError) as exc:
             self._invalid("", 0, record_id, f"unreadable spool record: {exc}", body)
-            return
+            return None
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError:
             doc = None
         if not isinstance(doc, dict):
             self._invalid(header.app, header.received_ms, record_id, "body is not a JSON object", raw)
-            return
+            return None
         if header.source == SEGMENT:
             keys = _SEGMENT_KEYS
             if header.endpoint in BATCH_ENDPOINTS:
@@ -92,17 +130,24 @@ class Normaliser:
             items, default_type, base = doc.get("events"), "track", _obj(doc.get("context"))
         if not isinstance(items, list):
             self._invalid(header.app, header.received_ms, record_id, "no list of events", raw)
-            return
+            return None
         defaults = (_id(doc.get(keys[1])), _id(doc.get(keys[2])), doc.get(keys[5]))
-        for i, event in enumerate(items):
+        return _Prepared(header, items, keys, default_type, base, defaults)
+
+    def _events(self, p: _Prepared, record_id: str, ordinal: int, indices: Collection[int] | None) -> None:
+        h = p.header
+        for i, event in enumerate(p.items):
+            if indices is not None and i not in indices:
+                continue
             if not isinstance(event, dict):
-                self._invalid(header.app, header.received_ms, record_id, "event is not an object", event)
+                self._invalid(h.app, h.received_ms, record_id, "event is not an object", event)
                 continue
             try:
-                self._event(header, record_id, i, event, keys, default_type, base, defaults)
+                seq = (ordinal << SEQ_SHIFT) | i
+                self._event(h, record_id, i, event, p.keys, p.default_type, p.base, p.defaults, seq)
             except Exception as exc:  # a poison event must not stall the loader: keep it aside
                 reason = f"not normalised: {exc!r}"[:200]
-                self._invalid(header.app, header.received_ms, record_id, reason, event)
+                self._invalid(h.app, h.received_ms, record_id, reason, event)
 
     def _event(
         self,
@@ -114,6 +159,7 @@ class Normaliser:
         default_type: str | None,
         base: dict[str, Any],
         defaults: tuple[str | None, str | None, Any],
+        seq: int,
     ) -> None:
         kind = e.get("type") or default_type
         if kind not in TYPES:
@@ -162,7 +208,7 @@ class Normaliser:
         ts, sent = e.get("timestamp"), e.get(keys[5]) or defaults[2]
         self.events.rows.append(
             (
-                len(self.events.rows),
+                seq,
                 h.app,
                 h.source,
                 h.channel,

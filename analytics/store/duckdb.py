@@ -49,9 +49,10 @@ CREATE TABLE IF NOT EXISTS forgotten (
 """
 
 #: New rows of ``incoming``: first of each (app, message_id), not stored already within
-#: the dedupe window (``dups``), not of a user forgotten after the event was received.
+#: the dedupe window (``dups``), not of a user forgotten after the event was received
+#: (``{forgotten}``: the clauses below, or nothing while no user was ever forgotten).
+#: Not materialised: the links are inserted from it first, then the events.
 FRESH = """
-CREATE OR REPLACE TEMP TABLE fresh AS
 SELECT * EXCLUDE (ts, sent, seq, ts_raw, sent_raw, flags),
     CASE WHEN ts IS NULL THEN received_at WHEN sent IS NULL THEN ts
          ELSE received_at - (sent - ts) END AS timestamp,
@@ -62,12 +63,15 @@ FROM (
     SELECT *, TRY_CAST(ts_raw AS TIMESTAMPTZ) AS ts, TRY_CAST(sent_raw AS TIMESTAMPTZ) AS sent
     FROM incoming i
     WHERE NOT EXISTS (SELECT 1 FROM dups d WHERE d.app = i.app AND d.message_id = i.message_id)
+      {forgotten}
+    QUALIFY row_number() OVER (PARTITION BY app, message_id ORDER BY seq) = 1
+)
+"""
+FORGOTTEN = """
       AND NOT EXISTS (SELECT 1 FROM forgotten f WHERE f.id_kind = 'user' AND f.id = i.user_id
                       AND (f.app IS NULL OR f.app = i.app) AND i.received_at <= f.requested_at)
       AND NOT EXISTS (SELECT 1 FROM forgotten f WHERE f.id_kind = 'anonymous' AND f.id = i.anonymous_id
                       AND (f.app IS NULL OR f.app = i.app) AND i.received_at <= f.requested_at)
-    QUALIFY row_number() OVER (PARTITION BY app, message_id ORDER BY seq) = 1
-)
 """
 DUPS = """
 CREATE OR REPLACE TEMP TABLE dups AS
@@ -82,7 +86,7 @@ EVENT_COLUMNS = (
 LINKS = """
 INSERT INTO identity_links
 SELECT app, type, user_id, anonymous_id, previous_id, group_id, properties, timestamp, received_at, message_id
-FROM fresh WHERE type IN ('identify', 'alias', 'group')
+FROM ({fresh}) WHERE type IN ('identify', 'alias', 'group')
 """
 
 
@@ -97,7 +101,7 @@ class DuckDbStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._con = duckdb.connect(self.path, read_only=read_only)
         self._lock = threading.Lock()
-        self._con.execute("SET TimeZone = 'UTC'")
+        self._con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false")
         if not read_only:
             self._con.execute(SCHEMA)
 
@@ -116,11 +120,12 @@ class DuckDbStore:
                     cutoff = con.execute("SELECT min(received_at) FROM incoming").fetchone()
                     assert cutoff is not None
                     con.execute(DUPS, [cutoff[0] - self.dedupe])
-                    con.execute(FRESH)
-                    row = con.execute(f"INSERT INTO events SELECT {EVENT_COLUMNS} FROM fresh").fetchone()
+                    forgotten = con.execute("SELECT count(*) FROM forgotten").fetchone()
+                    fresh = FRESH.replace("{forgotten}", FORGOTTEN if forgotten and forgotten[0] else "")
+                    con.execute(LINKS.replace("{fresh}", fresh))  # before the events: same dedupe
+                    row = con.execute(f"INSERT INTO events SELECT {EVENT_COLUMNS} FROM ({fresh})").fetchone()
                     inserted = int(row[0]) if row else 0
-                    con.execute(LINKS)
-                    con.execute("DROP TABLE fresh; DROP TABLE dups")
+                    con.execute("DROP TABLE dups")
                     con.unregister("incoming")
                 if batch.invalid.num_rows:
                     con.register("invalid_in", batch.invalid)

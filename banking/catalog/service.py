@@ -19,7 +19,7 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from mpaas.banking import epochs
+import mpaas.banking.epochs as epochs
 from mpaas.banking.errors import InvalidCatalog
 from mpaas.banking.models import BankCatalog
 from mpaas.banking.operations.registry import OperationRegistry

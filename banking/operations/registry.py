@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from mpaas.banking import epochs
+import mpaas.banking.epochs as epochs
 from mpaas.banking.errors import InvalidOperation, OperationExists, OperationNotFound
 from mpaas.banking.models import BankOperation
 from mpaas.banking.operations.declare import check_name, check_version, parse_rate

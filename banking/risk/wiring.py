@@ -1,23 +1,47 @@
-"""Which risk engine the banking domain runs (replaced by the CEL engine)."""
+"""Which risk engine the banking domain runs: the CEL engine (``MPAAS_RISK_ENGINE=cel``, the
+default), its counters in Redis when ``MPAAS_REDIS_URL`` is set, else in the SQL database;
+or nothing at all (``off``), only to measure what the check costs."""
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 
+from mpaas.banking.risk.counters import CounterStore, SqlCounterStore
 from mpaas.banking.risk.decision import Decision, RiskContext, RiskEngine
+from mpaas.banking.risk.engine import CelRiskEngine
 from mpaas.settings import Settings
 from mpaas.storage.db import Database
 
 
 class AllowAll:
-    """Placeholder until the CEL engine lands: allows everything, stores nothing."""
+    """``MPAAS_RISK_ENGINE=off``: allows everything, stores nothing (benchmarks only)."""
 
     async def decide(self, scene: str, context: RiskContext) -> Decision:
-        return Decision(uuid.uuid4().hex, "allow", 0.0, (), "none", {})
+        return Decision(uuid.uuid4().hex, "allow", 0.0, (), "off", {})
 
     async def committed(self, scene: str, context: RiskContext) -> None:
         return None
 
 
-def make_risk_engine(settings: Settings, db: Database) -> RiskEngine:
-    return AllowAll()
+def make_counter_store(settings: Settings, db: Database) -> CounterStore:
+    if settings.redis_url:
+        from mpaas.banking.risk.redis_counters import RedisCounterStore
+
+        return RedisCounterStore(settings.redis_url, settings.redis_prefix)
+    return SqlCounterStore(db)
+
+
+def make_risk_engine(
+    settings: Settings,
+    db: Database,
+    *,
+    clock: Callable[[], float] = time.time,
+    poll_seconds: float | None = None,
+) -> RiskEngine:
+    """The engine; rule set changes reach it within ``banking_poll_seconds`` (or ``poll_seconds``)."""
+    if settings.risk_engine == "off":
+        return AllowAll()
+    poll = settings.banking_poll_seconds if poll_seconds is None else poll_seconds
+    return CelRiskEngine(db, make_counter_store(settings, db), clock=clock, poll_seconds=poll)

@@ -57,7 +57,7 @@ class Rate:
         return self.count / self.per_seconds
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Bucket:
     """A named token bucket; ``scope`` (app, device, user, operation) is what a refusal reports."""
 
@@ -66,7 +66,7 @@ class Bucket:
     rate: Rate
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Verdict:
     fresh: bool
     limited: str | None = None

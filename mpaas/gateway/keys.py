@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import enum
 import hashlib
 import hmac
 import logging
@@ -77,6 +78,15 @@ class MasterKey:
         return hmac.new(self._secret, label, hashlib.sha256).digest()
 
 
+class Miss(enum.Enum):
+    """Not in the cache, or stale: ask the store."""
+
+    MISS = 0
+
+
+MISS = Miss.MISS
+
+
 @dataclass(frozen=True)
 class DeviceKey:
     app: str
@@ -100,6 +110,13 @@ class TtlCache(Generic[T]):
         self.seconds, self.clock, self.limit = seconds, clock, limit
         self._items: dict[tuple[str, ...], tuple[float, T | None]] = {}
         self._loading: dict[tuple[str, ...], asyncio.Future[T | None]] = {}
+
+    def fresh(self, key: tuple[str, ...]) -> T | Miss | None:
+        """The cached value while it is fresh, else MISS (the hot path: no coroutine, no closure)."""
+        hit = self._items.get(key)
+        if hit is None or hit[0] < self.clock():
+            return MISS
+        return hit[1]
 
     async def fetch(self, key: tuple[str, ...], load: Loader[T]) -> T | None:
         hit = self._items.get(key)
@@ -154,6 +171,9 @@ class KeyStore:
 
     async def app_secret(self, app: str, kid: str) -> bytes | None:
         """The HMAC secret of an active app key, or None (unknown app, unknown or revoked kid)."""
+        found = self._secrets.fresh((app, kid))
+        if found is not MISS:
+            return found
         return await self._secrets.fetch((app, kid), lambda: self._load_secret(app, kid))
 
     async def _load_secret(self, app: str, kid: str) -> bytes | None:
@@ -169,6 +189,9 @@ class KeyStore:
 
     async def device_key(self, app: str, device: str) -> DeviceKey | None:
         """The device's key (perhaps revoked), or None; absent keys are cached too."""
+        found = self._devices.fresh((app, device))
+        if found is not MISS:
+            return found
         return await self._devices.fetch((app, device), lambda: self._load_device(app, device))
 
     async def _load_device(self, app: str, device: str) -> DeviceKey | None:

@@ -21,8 +21,10 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Any
 
+import orjson
 from aiohttp import web
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticError
@@ -40,6 +42,7 @@ from mpaas.errors import (
 from mpaas.gateway.admission import Admission, Bucket, Rate, retry_after_header
 from mpaas.gateway.codes import CODES, GatewayError, ResultCode
 from mpaas.gateway.keys import DeviceKey, KeyStore
+from mpaas.gateway.metrics import UNKNOWN, GatewayMetrics
 from mpaas.gateway.operation import (
     Call,
     NoOperations,
@@ -82,8 +85,10 @@ class Gateway:
         keys: KeyStore,
         admission: Admission,
         clock: Callable[[], float] = time.time,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.config, self.keys, self.admission, self.clock = config, keys, admission, clock
+        self.metrics = metrics or GatewayMetrics()
         self.operations: OperationSource = NoOperations()
         self.sessions: SessionResolver | None = None
         self.risk: RiskCheck | None = None
@@ -98,16 +103,25 @@ class Gateway:
         return spec if spec is not None and spec.enabled else None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        started = perf_counter()
+        operation = UNKNOWN
+        response: web.StreamResponse
         try:
             body = await self._read_body(request)
             req = parse_request(request.method, request.path, request.headers, body)
-            result = await self._process(req, body)
+            spec = self.lookup(req.operation, req.version)
+            if spec is not None:
+                operation = spec.name
+            result = await self._process(req, spec, body)
+            response = CompleteResponse(dumps({"result_code": 1000, "result": result}), HEADS[SUCCESS])
+            code = 1000
         except GatewayError as exc:
-            return refusal(exc)
+            response, code = refusal(exc), int(exc.result)
         except Exception as exc:
-            return refusal(as_gateway_error(exc))
-        payload = json.dumps({"result_code": 1000, "result": result}, separators=(",", ":"))
-        return CompleteResponse(payload.encode(), HEADS[ResultCode.SUCCESS])
+            error = as_gateway_error(exc)
+            response, code = refusal(error), int(error.result)
+        self.metrics.record(operation, code, perf_counter() - started)
+        return response
 
     async def _read_body(self, request: web.Request) -> bytes:
         limit = self.config.max_body
@@ -118,7 +132,7 @@ class Gateway:
         except PayloadTooLarge:  # the gateway answers with its result code, not a bare 413
             raise GatewayError(ResultCode.INVALID_PARAMETERS, f"request body exceeds {limit} bytes") from None
 
-    async def _verify(self, req: SignedRequest) -> DeviceKey | None:
+    async def verify(self, req: SignedRequest) -> DeviceKey | None:
         """The signature (4002); returns the device key it was made with, if any."""
         sig = req.signature
         device_key = await self.keys.device_key(req.app, req.device)
@@ -152,13 +166,10 @@ class Gateway:
             out.append(Bucket(f"rl:{{{app}}}:op:{spec.name}:{spec.version}:{caller}", "operation", spec.rate))
         return out
 
-    async def _process(self, req: SignedRequest, body: bytes) -> Any:
-        device_key = await self._verify(req)
-        now = self.clock()
+    async def _process(self, req: SignedRequest, spec: OperationSpec | None, body: bytes) -> Any:
+        device_key = await self.verify(req)
+        now = self.check_clock(req)
         window = self.config.window
-        if abs(now - req.timestamp_ms / 1000.0) > window:
-            raise GatewayError(ResultCode.REQUEST_EXPIRED)
-        spec = self.lookup(req.operation, req.version)
         kid = device_key.kid if device_key is not None else None
         principal = None
         if req.session and self.sessions is not None:
@@ -187,6 +198,24 @@ class Gateway:
             raise GatewayError(
                 ResultCode.TIER_NOT_ALLOWED, f"this operation needs tier {spec.min_tier or spec.min_level}"
             )
+        return await self.dispatch(req, spec, body, principal, kid)
+
+    def check_clock(self, req: SignedRequest) -> float:
+        """The time now, if the request's timestamp is within the window (else 4003)."""
+        now = self.clock()
+        if abs(now - req.timestamp_ms / 1000.0) > self.config.window:
+            raise GatewayError(ResultCode.REQUEST_EXPIRED)
+        return now
+
+    async def dispatch(
+        self,
+        req: SignedRequest,
+        spec: OperationSpec,
+        body: bytes,
+        principal: Principal | None,
+        kid: str | None,
+    ) -> Any:
+        """The input check, the risk check and the handler; the result, serialised."""
         raw = parse_body(body)
         params = validate(spec.input, raw)
         call = Call(
@@ -206,12 +235,24 @@ class Gateway:
         return serialise(spec, result)
 
 
+SUCCESS = ResultCode.SUCCESS
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON; orjson (about ten times faster), else the standard library for what orjson
+    refuses (integers past 64 bits, subclasses it does not know)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":")).encode()
+
+
 def parse_body(body: bytes) -> dict[str, Any]:
-    if not body.strip():
+    if body == b"{}" or not body.strip():
         return {}
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
         raise GatewayError(ResultCode.INVALID_PARAMETERS, "the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise GatewayError(ResultCode.INVALID_PARAMETERS, "the body must be a JSON object")
@@ -220,6 +261,8 @@ def parse_body(body: bytes) -> dict[str, Any]:
 
 def validate(model: type[BaseModel], data: dict[str, Any]) -> BaseModel:
     """The input model, or 4001 listing each bad field with pydantic's message (never the input)."""
+    if not data and _no_input(model):
+        return model.model_construct()  # nothing to check: no field, no validator
     try:
         return model.model_validate(data)
     except PydanticError as exc:
@@ -228,6 +271,20 @@ def validate(model: type[BaseModel], data: dict[str, Any]) -> BaseModel:
             for e in exc.errors(include_url=False, include_input=False)[:20]
         ]
         raise GatewayError(ResultCode.INVALID_PARAMETERS, detail=problems) from None
+
+
+def _no_input(model: type[BaseModel]) -> bool:
+    """True for a model without fields or validators (``{}`` is its only valid input), cached."""
+    found = _NO_INPUT.get(model)
+    if found is None:
+        decorators = model.__pydantic_decorators__
+        found = _NO_INPUT[model] = not model.model_fields and not (
+            decorators.model_validators or decorators.field_validators or decorators.validators
+        )
+    return found
+
+
+_NO_INPUT: dict[type[BaseModel], bool] = {}
 
 
 def serialise(spec: OperationSpec, result: Any) -> Any:
@@ -265,7 +322,7 @@ def refusal(exc: GatewayError) -> web.StreamResponse:
     error: dict[str, Any] = {"code": exc.code, "message": exc.message}
     if exc.detail is not None:
         error["detail"] = exc.detail
-    body = json.dumps({"result_code": int(exc.result), "error": error}, separators=(",", ":")).encode()
+    body = dumps({"result_code": int(exc.result), "error": error})
     if log.isEnabledFor(logging.INFO):
         log.info("gateway refused", extra={"result_code": int(exc.result), "error_code": exc.code})
     if exc.retry_after is not None:

@@ -15,14 +15,16 @@ import hashlib
 from collections.abc import Sequence
 
 from mpaas.gateway.admission import Bucket, Rate, Verdict
-from mpaas.gateway.resp import Resp, RespError
+from mpaas.gateway.resp import Resp, RespError, encode
 
 #: KEYS[1] nonce, KEYS[2..] buckets; ARGV[1] nonce ttl ms, ARGV[2] now (s), then per bucket
-#: its capacity and refill (tokens/s). Returns {fresh, index of the empty bucket or 0, wait}.
+#: its capacity and refill (tokens/s). Returns 1 (admitted), 0 (a used nonce), or, when a
+#: bucket is empty, "INDEX WAIT" (its 1-based index, seconds until it has a token): the
+#: common answers are one integer, the cheapest reply to parse.
 SCRIPT = """
 if KEYS[1] ~= '' then
   if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
-    return {0, 0, '0'}
+    return 0
   end
 end
 local now = tonumber(ARGV[2])
@@ -41,7 +43,7 @@ for i = 1, n do
     updated = now
   end
   if tokens < 1 then
-    return {1, i, tostring((1 - tokens) / rate)}
+    return tostring(i) .. ' ' .. tostring((1 - tokens) / rate)
   end
   level[i], at[i] = tokens - 1, updated
 end
@@ -51,8 +53,13 @@ for i = 1, n do
   redis.call('HSET', KEYS[i + 1], 't', tostring(level[i]), 'u', tostring(at[i]))
   redis.call('PEXPIRE', KEYS[i + 1], math.ceil((cap - level[i]) / rate * 1000) + 1000)
 end
-return {1, 0, '0'}
+return 1
 """
+
+
+def bulk(text: str) -> str:
+    """One ASCII argument as a RESP bulk string."""
+    return f"${len(text)}\r\n{text}\r\n"
 
 
 class RedisAdmission:
@@ -61,33 +68,52 @@ class RedisAdmission:
     def __init__(self, url: str, prefix: str = "mpaas:", timeout: float = 2.0) -> None:
         self.prefix = prefix
         self.client = Resp(url, timeout)
-        self._rates: dict[Rate, list[str]] = {}
+        self._rates: dict[Rate, str] = {}
         self.sha = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()  # the script id
+        self._heads: dict[int, str] = {}
 
     async def admit(
         self, nonce_key: str, expires_at: float, buckets: Sequence[Bucket], now: float
     ) -> Verdict:
         prefix = self.prefix
-        args = ["EVALSHA", self.sha, str(len(buckets) + 1), prefix + nonce_key if nonce_key else ""]
-        args += [prefix + b.key for b in buckets]
-        args += [str(max(1, int((expires_at - now) * 1000))), repr(now)]
-        for b in buckets:
-            args += self._rates.get(b.rate) or self._rate_args(b.rate)
+        keys = [prefix + nonce_key if nonce_key else "", *[prefix + b.key for b in buckets]]
+        # The frame is written here, not through the generic encoder: the command, the script
+        # id and each rate's arguments are formatted once and reused (keys are ASCII).
+        ttl, at = str(max(1, int((expires_at - now) * 1000))), repr(now)
+        parts = [self._heads.get(len(buckets)) or self._head(len(buckets))]
+        parts += [f"${len(k)}\r\n{k}\r\n" for k in keys]
+        parts += [bulk(ttl), bulk(at)]
+        parts += [self._rates.get(b.rate) or self._rate_args(b.rate) for b in buckets]
+        text = "".join(parts)
+        if text.isascii():  # O(1) in CPython; lengths in characters are lengths in bytes
+            frame = text.encode()
+        else:
+            rates = [str(x) for b in buckets for x in (b.rate.count, repr(b.rate.refill))]
+            frame = encode("EVALSHA", self.sha, len(keys), *keys, ttl, at, *rates)
         try:
-            fresh, index, wait = await self.client.call_ascii(args)
+            reply = await self.client.call_frame(frame)
         except RespError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
             await self.client.call("SCRIPT", "LOAD", SCRIPT)
-            fresh, index, wait = await self.client.call_ascii(args)
-        if not fresh:
+            reply = await self.client.call_frame(frame)
+        if reply == 1:
+            return Verdict(True)
+        if reply == 0:
             return Verdict(False)
-        if index:
-            return Verdict(True, buckets[int(index) - 1].scope, float(wait))
-        return Verdict(True)
+        index, wait = reply.split(b" ")
+        return Verdict(True, buckets[int(index) - 1].scope, float(wait))
 
-    def _rate_args(self, rate: Rate) -> list[str]:
-        args = self._rates[rate] = [str(rate.count), repr(rate.refill)]
+    def _head(self, buckets: int) -> str:
+        """``*N`` and the command, the script id and the number of keys, for ``buckets`` buckets."""
+        count = 3 + (buckets + 1) + 2 + 2 * buckets  # EVALSHA sha numkeys, keys, ttl and now, rates
+        head = self._heads[buckets] = f"*{count}\r\n" + "".join(
+            bulk(a) for a in ("EVALSHA", self.sha, str(buckets + 1))
+        )
+        return head
+
+    def _rate_args(self, rate: Rate) -> str:
+        args = self._rates[rate] = bulk(str(rate.count)) + bulk(repr(rate.refill))
         return args
 
     async def claim(self, key: str, expires_at: float, now: float) -> bool:

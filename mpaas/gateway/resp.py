@@ -10,7 +10,9 @@ strings, errors, integers, bulk strings and arrays in), over TCP, TLS (``rediss:
 or a Unix socket, with ``AUTH`` and ``SELECT`` from the URL.
 
 A reply that does not come within ``timeout`` seconds closes the connection: every
-waiting call fails, and the next call reconnects. Callers fail closed (the gateway
+waiting call fails, and the next call reconnects. Replies come in order, so the oldest
+waiting call is always the first to run out of time: one timer per connection watches
+it, rather than a timer per call. Callers fail closed (the gateway
 answers 6666 rather than skip a nonce or a rate limit).
 """
 
@@ -81,6 +83,9 @@ class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.waiters: deque[asyncio.Future[Any]] = deque()
+        #: When each waiter (same order) runs out of time, on the loop's clock.
+        self.deadlines: deque[float] = deque()
+        self.watchdog: asyncio.TimerHandle | None = None
         self.buffer = bytearray()
         self.outgoing: list[bytes] = []
         self.lost: BaseException | None = None
@@ -100,6 +105,8 @@ class _Protocol(asyncio.Protocol):
             while pos < len(self.buffer):
                 value, pos = parse(self.buffer, pos)
                 waiter = self.waiters.popleft()
+                if self.deadlines:
+                    self.deadlines.popleft()
                 if not waiter.done():
                     if isinstance(value, RespError):
                         waiter.set_exception(value)
@@ -115,8 +122,24 @@ class _Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(exc or ConnectionError("Redis closed the connection"))
 
+    def watch(self) -> None:
+        """The watchdog's turn: fail the connection if the oldest call is late, else wait for it."""
+        self.watchdog = None
+        if not self.deadlines or self.lost is not None or self.transport is None:
+            return
+        loop = asyncio.get_running_loop()
+        late = self.deadlines[0] - loop.time()
+        if late <= 0:
+            self.fail(TimeoutError("Redis did not answer in time"))
+        else:
+            self.watchdog = loop.call_later(late, self.watch)
+
     def fail(self, exc: BaseException) -> None:
         self.lost = self.lost or exc
+        self.deadlines.clear()
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
@@ -198,12 +221,13 @@ class Resp:
             waiter.set_exception(ConnectionError("not connected to Redis"))
             return waiter
         proto.waiters.append(waiter)
+        proto.deadlines.append(loop.time() + self.timeout)
+        if proto.watchdog is None:
+            proto.watchdog = loop.call_later(self.timeout, proto.watch)
         # Commands issued in one turn of the event loop leave in one write (one system call).
         if not proto.outgoing:
             loop.call_soon(proto.flush)
         proto.outgoing.append(frame)
-        timer = loop.call_later(self.timeout, _expire, proto, waiter)
-        waiter.add_done_callback(lambda _f: timer.cancel())
         return waiter
 
     async def call(self, *args: bytes | str | int | float) -> Any:
@@ -213,12 +237,14 @@ class Resp:
         """:meth:`call` for ASCII-only text arguments (the hot path)."""
         return await self._send(await self._connection(), encode_ascii(args))
 
+    async def call_frame(self, frame: bytes) -> Any:
+        """Send one command already encoded as a RESP array (the caller formats it)."""
+        return await self._send(await self._connection(), frame)
+
     async def close(self) -> None:
-        if self._proto is not None and self._proto.transport is not None:
-            self._proto.transport.close()
+        if self._proto is not None:
+            if self._proto.watchdog is not None:
+                self._proto.watchdog.cancel()
+            if self._proto.transport is not None:
+                self._proto.transport.close()
         self._proto = None
-
-
-def _expire(proto: _Protocol, waiter: asyncio.Future[Any]) -> None:
-    if not waiter.done():
-        proto.fail(TimeoutError("Redis did not answer in time"))

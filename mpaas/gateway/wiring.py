@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from mpaas.appkeys import DB, SETTINGS
+from mpaas.appkeys import DB, METRICS, SETTINGS
 from mpaas.gateway.admission import Admission, Rate, SqlAdmission, sweep_forever
 from mpaas.gateway.devices import device_register_operation
 from mpaas.gateway.keys import KeyStore, MasterKey
+from mpaas.gateway.metrics import GatewayMetrics
 from mpaas.gateway.pipeline import Gateway, GatewayConfig
 from mpaas.settings import Settings
 from mpaas.storage.db import Database
@@ -44,7 +45,7 @@ async def gateway_context(app: web.Application) -> AsyncIterator[Gateway]:
     master = await asyncio.to_thread(MasterKey.load_or_create, settings.keys_dir)
     keys = KeyStore(db, master, settings.gateway_cache_seconds)
     admission = make_admission(settings, db)
-    gateway = Gateway(config_of(settings), keys, admission)
+    gateway = Gateway(config_of(settings), keys, admission, metrics=GatewayMetrics(app[METRICS]))
     gateway.add_system(device_register_operation(keys))
     app[GATEWAY] = gateway
     sweeper = asyncio.create_task(sweep_forever(admission, lambda: gateway.clock()))

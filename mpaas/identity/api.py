@@ -14,24 +14,30 @@ from mpaas.identity.guard import actor_of, principal_of
 from mpaas.identity.tokens import create_token, list_tokens, revoke_token
 from mpaas.storage.db import utcnow
 from mpaas.web.api import (
+    ID_SCHEMA,
+    PAGE_QUERY,
     Api,
     field_str,
     json_response,
     page,
     pagination,
     path_id,
+    pattern_schema,
     read_object,
     required_str,
 )
 
 api = Api()
+NAME_SCHEMA = pattern_schema(tenancy.NAME_RE)
+# An app or channel name in any path is checked by the same rule (then 404 if unknown).
+api.share_params(app=NAME_SCHEMA, channel=NAME_SCHEMA)
 
 APP_BODY = {
     "type": "object",
     "required": ["name", "platforms"],
     "properties": {
-        "name": {"type": "string", "pattern": tenancy.NAME_RE.pattern},
-        "platforms": {"type": "array", "items": {"enum": list(tenancy.PLATFORMS)}},
+        "name": NAME_SCHEMA,
+        "platforms": {"type": "array", "minItems": 1, "items": {"enum": list(tenancy.PLATFORMS)}},
     },
 }
 
@@ -62,7 +68,7 @@ async def create_app_handler(request: web.Request) -> web.Response:
     summary="List apps",
     tag="apps",
     roles=("release-manager", "analyst", "push-operator"),
-    query={"limit": "int", "offset": "int"},
+    query=PAGE_QUERY,
 )
 async def list_apps_handler(request: web.Request) -> web.Response:
     limit, offset = pagination(request)
@@ -101,8 +107,8 @@ async def list_channels_handler(request: web.Request) -> web.Response:
     summary="Create a channel",
     tag="apps",
     roles=("admin",),
-    body={"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
-    responses={201: "created"},
+    body={"type": "object", "required": ["name"], "properties": {"name": NAME_SCHEMA}},
+    responses={201: "created", 409: "exists"},
 )
 async def create_channel_handler(request: web.Request) -> web.Response:
     data = await read_object(request)
@@ -130,10 +136,12 @@ TOKEN_BODY = {
     "required": ["role"],
     "properties": {
         "role": {"enum": ["admin", "release-manager", "analyst", "push-operator"]},
-        "name": {"type": "string"},
-        "expires_in_seconds": {"type": "integer", "minimum": 60},
-        "expires_at": {"type": "string", "format": "date-time"},
+        "name": {"type": "string", "maxLength": 128},
+        "expires_in_seconds": {"type": "integer", "minimum": 60, "maximum": 3660 * 86_400},
+        "expires_at": {"type": "string", "format": "date-time", "maxLength": 64},
     },
+    # one or the other, or neither (a token that never expires)
+    "not": {"required": ["expires_in_seconds", "expires_at"]},
 }
 
 
@@ -207,7 +215,12 @@ async def list_tokens_handler(request: web.Request) -> web.Response:
 
 
 @api.route(
-    "DELETE", "/api/v1/tokens/{token_id}", summary="Revoke an API token", tag="tokens", roles=("admin",)
+    "DELETE",
+    "/api/v1/tokens/{token_id}",
+    summary="Revoke an API token",
+    tag="tokens",
+    roles=("admin",),
+    params={"token_id": ID_SCHEMA},
 )
 async def revoke_token_handler(request: web.Request) -> web.Response:
     row = await revoke_token(request.app[DB], actor_of(request), path_id(request, "token_id"))
@@ -220,7 +233,7 @@ async def revoke_token_handler(request: web.Request) -> web.Response:
     summary="Read the audit log, newest first",
     tag="audit",
     roles=("admin",),
-    query={"app": "string", "action": "string", "limit": "int", "offset": "int"},
+    query={"app": "string", "action": "string", **PAGE_QUERY},
 )
 async def audit_handler(request: web.Request) -> web.Response:
     limit, offset = pagination(request)

@@ -1,5 +1,7 @@
 """The role check that wraps every admin endpoint, and who is calling.
 
+The caller is a bearer token or, through :data:`COOKIE_AUTH`, a web console session.
+
 :func:`require_roles` is handed to :meth:`mpaas.web.api.Api.register` by the app
 factory, so the web layer checks roles without importing identity.
 """
@@ -7,7 +9,7 @@ factory, so the web layer checks roles without importing identity.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -20,6 +22,23 @@ from mpaas.logs import request_id_var
 from mpaas.web.api import Handler
 
 PRINCIPAL = web.RequestKey("principal", Principal)
+#: Authenticates a request that carries no Authorization header by other means (the web
+#: console's session cookie and CSRF token, installed by :mod:`mpaas.console`): a
+#: principal, None when the request carries no such credential, or an error to answer.
+CookieAuthenticator = Callable[[web.Request], Awaitable[Principal | None]]
+COOKIE_AUTH: web.AppKey[CookieAuthenticator] = web.AppKey("cookie_auth")
+
+
+async def _principal(request: web.Request) -> Principal:
+    """A bearer token wins; without an Authorization header, the console's cookie may do."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        cookie_auth = request.app.get(COOKIE_AUTH)
+        if cookie_auth is not None:
+            principal = await cookie_auth(request)
+            if principal is not None:
+                return principal
+    return await authenticate(request.app[DB], header)
 
 
 def require_roles(roles: tuple[str, ...]) -> Callable[[Handler], Handler]:
@@ -29,7 +48,7 @@ def require_roles(roles: tuple[str, ...]) -> Callable[[Handler], Handler]:
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def guarded(request: web.Request) -> web.StreamResponse:
-            principal = await authenticate(request.app[DB], request.headers.get("Authorization"))
+            principal = await _principal(request)
             if principal.role != "admin" and principal.role not in roles:
                 allowed = ", ".join(dict.fromkeys(("admin", *roles)))
                 raise Forbidden(f"role {principal.role!r} may not do this; allowed roles: {allowed}")

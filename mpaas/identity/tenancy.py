@@ -135,6 +135,8 @@ async def rotate_deployment_key(db: Database, actor: Actor, app_name: str, name:
 
 async def resolve_deployment_key(db: Database, key: str) -> ChannelRef | None:
     """The (app, channel) a client's deployment key belongs to, or None."""
+    if "\x00" in key:  # no key holds one, and PostgreSQL refuses it in text
+        return None
     async with db.session() as s:
         row = (await s.exec(select(Channel, App).join(App).where(Channel.deployment_key == key))).first()
     if row is None:

@@ -32,9 +32,13 @@ class Principal:
     name: str
     role: str
     expires_at: datetime | None = None
+    #: ``token`` (a bearer token), or ``console`` (a web console session; ``token_id`` is the account's id).
+    kind: str = "token"
 
     @property
     def actor(self) -> str:
+        if self.kind == "console":
+            return f"console:{self.name}"
         return f"token:{self.token_id}:{self.name}"
 
 

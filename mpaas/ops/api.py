@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from mpaas.appkeys import BLOBS, DB, GC_SOURCES, METRICS, SETTINGS
 from mpaas.errors import Unauthorized, ValidationError
 from mpaas.identity.guard import actor_of
-from mpaas.ops.gc import DEFAULT_GRACE, collect_garbage
+from mpaas.ops.gc import DEFAULT_GRACE, GC_SWEEPERS, Sweeper, collect_garbage
 from mpaas.web.api import Api, json_response, read_object
 from mpaas.web.openapi import build_openapi
 
@@ -46,7 +46,14 @@ async def healthz(request: web.Request) -> web.Response:
     )
 
 
-@api.route("GET", "/metrics", summary="Prometheus metrics (text format)", tag="operations", auth="metrics")
+@api.route(
+    "GET",
+    "/metrics",
+    summary="Prometheus metrics (text format); public unless MPAAS_METRICS_TOKEN is set",
+    tag="operations",
+    auth="metrics",
+    responses={200: "metrics", 401: "MPAAS_METRICS_TOKEN is set and the bearer token is not it"},
+)
 async def metrics(request: web.Request) -> web.Response:
     expected = request.app[SETTINGS].metrics_token
     if expected:
@@ -67,7 +74,7 @@ async def openapi_doc(request: web.Request) -> web.Response:
 @api.route(
     "POST",
     "/api/v1/gc",
-    summary="Delete blobs that nothing references (older than grace_seconds)",
+    summary="Delete blobs that nothing references, and stale uploads (older than grace_seconds)",
     tag="operations",
     roles=("admin",),
     body={
@@ -87,6 +94,7 @@ async def gc_handler(request: web.Request) -> web.Response:
             f"dry_run must be a boolean and grace_seconds an integer from 0 to {MAX_GRACE_SECONDS}"
         )
     sources: list[Any] = request.app[GC_SOURCES]
+    sweepers: list[Sweeper] = request.app[GC_SWEEPERS]
     report = await collect_garbage(
         request.app[DB],
         request.app[BLOBS],
@@ -94,5 +102,6 @@ async def gc_handler(request: web.Request) -> web.Response:
         actor_of(request),
         grace=timedelta(seconds=grace),
         dry_run=dry_run,
+        sweepers=sweepers,
     )
     return json_response(report.to_dict())

@@ -10,10 +10,12 @@ so a commit never references a blob that gc has just removed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+
+from aiohttp import web
 
 from mpaas.identity.audit import Actor, record
 from mpaas.storage.blobs import BlobStore
@@ -21,6 +23,10 @@ from mpaas.storage.db import Database, utcnow
 from mpaas.storage.locks import lock_row
 
 DEFAULT_GRACE = timedelta(hours=1)
+#: Other things gc clears, contributed by domains: called with (dry_run, grace), each
+#: returns counts for the report (the packages domain: stale uploads and their files).
+Sweeper = Callable[[bool, timedelta], Awaitable[dict[str, int]]]
+GC_SWEEPERS: web.AppKey[list[Sweeper]] = web.AppKey("gc_sweepers", list)
 
 
 @dataclass
@@ -31,6 +37,7 @@ class GcReport:
     deleted: list[str] = field(default_factory=list)
     freed_bytes: int = 0
     dry_run: bool = False
+    swept: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +48,7 @@ class GcReport:
             "freed_bytes": self.freed_bytes,
             "dry_run": self.dry_run,
             "digests": self.deleted[:1000],
+            **self.swept,
         }
 
 
@@ -52,8 +60,12 @@ async def collect_garbage(
     *,
     grace: timedelta = DEFAULT_GRACE,
     dry_run: bool = False,
+    sweepers: Sequence[Sweeper] = (),
 ) -> GcReport:
     report = GcReport(dry_run=dry_run)
+    for sweep in sweepers:
+        for name, count in (await sweep(dry_run, grace)).items():
+            report.swept[name] = report.swept.get(name, 0) + count
     cutoff = utcnow() - grace
     async with db.write() as s:
         await lock_row(s, "blobs")
@@ -77,6 +89,6 @@ async def collect_garbage(
                 actor,
                 "blobs.gc",
                 "blobs",
-                detail={"deleted": len(report.deleted), "freed": report.freed_bytes},
+                detail={"deleted": len(report.deleted), "freed": report.freed_bytes, **report.swept},
             )
     return report

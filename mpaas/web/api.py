@@ -23,6 +23,12 @@ from mpaas.web.edge import Edge
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 AuthKind = Literal["admin", "client", "public", "metrics"]
+#: A JSON Schema (OpenAPI 3.1) for a parameter or a body.
+Schema = Mapping[str, Any]
+#: A query parameter: a shorthand ("int", "string", "bool") or a full schema.
+QuerySpec = str | Schema
+#: A body schema, or a function of the application for limits that are settings.
+BodySpec = Schema | Callable[[web.Application], Schema]
 #: Given the roles an endpoint allows, wraps its handler with the role check.
 Guard = Callable[[tuple[str, ...]], Callable[[Handler], Handler]]
 
@@ -36,12 +42,19 @@ class Endpoint:
     tag: str
     auth: AuthKind
     roles: tuple[str, ...] = ()
-    body: Mapping[str, Any] | None = None
-    query: Mapping[str, str] = field(default_factory=dict)
+    body: BodySpec | None = None
+    query: Mapping[str, QuerySpec] = field(default_factory=dict)
     responses: Mapping[int, str] = field(default_factory=dict)
     raw_body: str | None = None
     #: Also answer HEAD with the GET handler (headers, no body); not a separate operation.
     head: bool = False
+    #: Schemas of path parameters (what the handler accepts); others fall back to the
+    #: schemas shared with :meth:`Api.share_params`, then to any string.
+    params: Mapping[str, Schema] = field(default_factory=dict)
+    #: Query parameters and headers the handler refuses to go without.
+    required: tuple[str, ...] = ()
+    #: Request headers the handler reads (other than auth), by name.
+    headers: Mapping[str, Schema] = field(default_factory=dict)
 
 
 class Api:
@@ -49,6 +62,13 @@ class Api:
 
     def __init__(self) -> None:
         self.endpoints: list[Endpoint] = []
+        #: Path parameter schemas that hold wherever the name appears (``{app}``).
+        self.shared_params: dict[str, Schema] = {}
+
+    def share_params(self, **schemas: Schema) -> None:
+        """Declare what a path parameter accepts on every route of the server, for the
+        OpenAPI document (identity declares ``app`` and ``channel``)."""
+        self.shared_params.update(schemas)
 
     def route(
         self,
@@ -59,11 +79,14 @@ class Api:
         tag: str,
         auth: AuthKind = "admin",
         roles: Iterable[str] = (),
-        body: Mapping[str, Any] | None = None,
-        query: Mapping[str, str] | None = None,
+        body: BodySpec | None = None,
+        query: Mapping[str, QuerySpec] | None = None,
         responses: Mapping[int, str] | None = None,
         raw_body: str | None = None,
         head: bool = False,
+        params: Mapping[str, Schema] | None = None,
+        required: Iterable[str] = (),
+        headers: Mapping[str, Schema] | None = None,
     ) -> Callable[[Handler], Handler]:
         role_set = tuple(roles)
         if auth == "admin" and not role_set:
@@ -84,6 +107,9 @@ class Api:
                     dict(responses or {}),
                     raw_body,
                     head,
+                    dict(params or {}),
+                    tuple(required),
+                    dict(headers or {}),
                 )
             )
             return handler
@@ -92,6 +118,7 @@ class Api:
 
     def extend(self, other: Api) -> None:
         self.endpoints.extend(other.endpoints)
+        self.shared_params.update(other.shared_params)
 
     def register(self, app: web.Application, edge: Edge, guard: Guard) -> None:
         """Add every endpoint, wrapped by ``edge``; admin endpoints first pass ``guard(roles)``.
@@ -103,9 +130,25 @@ class Api:
             handler = ep.handler
             if ep.auth == "admin":
                 handler = guard(ep.roles)(handler)
+            if "{" in ep.path or ep.query:
+                handler = _refusing_nul(handler)
             app.router.add_route(ep.method, ep.path, edge.wrap(handler, ep.method, ep.path))
             if ep.head:
                 app.router.add_route("HEAD", ep.path, edge.wrap(handler, "HEAD", ep.path))
+
+
+def _refusing_nul(handler: Handler) -> Handler:
+    """400 for a URL that holds an encoded NUL (``%00``): no name, id or filter holds one,
+    and PostgreSQL refuses it in text, which would otherwise surface as a 500."""
+
+    async def refusing_nul(request: web.Request) -> web.StreamResponse:
+        if "%00" in request.raw_path:
+            raise ValidationError("the URL holds a NUL character (%00)")
+        return await handler(request)
+
+    refusing_nul.__name__ = handler.__name__
+    refusing_nul.__doc__ = handler.__doc__
+    return refusing_nul
 
 
 #: The deployment key's header on every client route (docs/protocol.md); the older
@@ -156,15 +199,54 @@ async def read_json(request: web.Request, limit: int | None = None) -> Any:
     return parse_json(raw)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_number(text: str) -> int | float:
+    """A JSON number with a fraction or exponent; ``2.0`` is the integer 2.
+
+    JSON Schema (2020-12, which OpenAPI 3.1 uses) counts any number with a zero
+    fractional part as an integer, and generated clients may send it so; handlers check
+    integers with ``type(x) is int``, so the parser gives them one.
+    """
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
 def parse_json(raw: bytes) -> Any:
-    """``json.loads`` for untrusted bytes: malformed, or nested past the interpreter's
-    recursion limit (about 1,000 levels fit in 2 KB), is a 400, never a 500."""
+    """``json.loads`` for untrusted bytes: malformed, nested past the interpreter's
+    recursion limit (about 1,000 levels fit in 2 KB), an integer past Python's
+    4,300-digit conversion limit, ``NaN``/``Infinity`` (not JSON), or a string holding
+    U+0000 (which PostgreSQL refuses in text) is a 400, never a 500."""
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        value = json.loads(raw, parse_constant=_no_constant, parse_float=_json_number)
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"request body is not valid UTF-8 JSON: {exc}", code="invalid_json") from None
+    except ValueError as exc:  # JSONDecodeError, and the digit limit of int()
         raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
     except RecursionError:
         raise BadRequest("request body is nested too deeply", code="invalid_json") from None
+    if b"u0000" in raw and _holds_nul(value):  # only an escape can put a NUL in a JSON string
+        raise ValidationError("a string in the body holds a NUL character (\\u0000)")
+    return value
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether any string (or object key) in a parsed JSON value holds U+0000; iterative,
+    so depth costs no recursion."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 async def read_object(request: web.Request, limit: int | None = None) -> dict[str, Any]:
@@ -210,6 +292,23 @@ def dumps(data: Any) -> bytes:
     return json.dumps(data, default=_json_default, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+class OutcomeStreamResponse(web.StreamResponse):
+    """A streamed answer (NDJSON progress lines) whose head says 200 before the outcome is known.
+
+    Once prepared, a handler sets :attr:`outcome` to the status its final line reports;
+    from then on :attr:`status` is that outcome, so the access log and the request
+    metrics record what really happened rather than the 200 already on the wire.
+    """
+
+    outcome: int | None = None
+
+    @property
+    def status(self) -> int:
+        if self.outcome is not None and self.prepared:
+            return self.outcome
+        return super().status
+
+
 def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(
         body=dumps(data),
@@ -223,6 +322,22 @@ def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | Non
 #: would overflow in the driver, so they are refused as input instead.
 MAX_INT64 = 2**63 - 1
 _DECIMAL = re.compile(r"-?[0-9]{1,19}")
+#: OpenAPI schemas of what :func:`path_id` and :func:`pagination` accept.
+ID_SCHEMA: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_INT64}
+OFFSET_SCHEMA: Schema = {"type": "integer", "minimum": 0, "maximum": MAX_INT64}
+LIMIT_SCHEMA: Schema = {"type": "integer", "minimum": 1, "maximum": 500}
+PAGE_QUERY: Mapping[str, QuerySpec] = {"limit": LIMIT_SCHEMA, "offset": OFFSET_SCHEMA}
+
+
+def pattern_schema(regex: re.Pattern[str] | str, **extra: Any) -> dict[str, Any]:
+    """A string schema from the regex a handler checks with ``fullmatch``.
+
+    JSON Schema patterns search, so the pattern is anchored with ``^`` and ``$``
+    (ECMA-262's ``$`` matches only at the very end, unlike Python's before a final newline).
+    """
+    text = regex.pattern if isinstance(regex, re.Pattern) else regex
+    text = text.removeprefix("^").removesuffix("$").removesuffix("\\Z")
+    return {"type": "string", "pattern": f"^(?:{text})$", **extra}
 
 
 def parse_int(raw: str, name: str, *, minimum: int = 0, maximum: int = MAX_INT64) -> int:

@@ -8,36 +8,83 @@ session's offset and continues from there.
 
 With several server processes, ``<data dir>/uploads`` must be shared (or the load
 balancer must keep an upload on one process).
+
+An upload leaves nothing behind: one refused as unsafe is deleted at once (and logged
+at WARNING and in the audit log with the rule it broke); expired sessions, and
+``.part`` files whose session is gone, are swept on a timer (:meth:`Uploads.run_sweeper`)
+and by ``mpaas gc``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import re
 import secrets
-from collections.abc import AsyncIterable
-from datetime import timedelta
+from collections.abc import AsyncIterable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlmodel import col, delete, select, update
 
+from mpaas.identity.audit import Actor, record
 from mpaas.identity.models import App
-from mpaas.packages.errors import UploadIncomplete, UploadNotFound, UploadOffsetMismatch, UploadTooLarge
+from mpaas.packages.errors import (
+    UnsafeArchive,
+    UnsupportedArchive,
+    UploadIncomplete,
+    UploadNotFound,
+    UploadOffsetMismatch,
+    UploadTooLarge,
+)
 from mpaas.packages.manifest import sha256_file
 from mpaas.packages.models import UploadSession
 from mpaas.storage.blobs import BlobDigestMismatch
 from mpaas.storage.db import Database, utcnow
 
 UPLOAD_TTL = timedelta(days=1)
+#: How often a server sweeps expired uploads (also done at start and by ``mpaas gc``).
+SWEEP_INTERVAL_SECONDS = 3600.0
+log = logging.getLogger("mpaas.packages")
+
+
+@dataclass
+class UploadSweep:
+    """What a sweep removed (or, in a dry run, would remove)."""
+
+    sessions: int = 0
+    orphan_files: int = 0
+    bytes: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {"stale_uploads": self.sessions, "orphan_files": self.orphan_files, "upload_bytes": self.bytes}
+
+
+#: What :meth:`Uploads.create` hands out: 32 lowercase hex digits.
+UPLOAD_ID_RE = re.compile(r"[0-9a-f]{32}")
 
 
 class Uploads:
-    def __init__(self, db: Database, root: Path, *, max_size: int, max_chunk: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        root: Path,
+        *,
+        max_size: int,
+        max_chunk: int,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self.db = db
         self.root = root
         self.max_size = max_size
         self.max_chunk = max_chunk
+        self.clock = clock
         self._locks: dict[str, asyncio.Lock] = {}
+        #: Sweeps done by :meth:`run_sweeper`, and an event set after each (for waiting on one).
+        self.sweeps = 0
+        self.swept = asyncio.Event()
 
     def path(self, upload_id: str) -> Path:
         return self.root / f"{upload_id}.part"
@@ -56,7 +103,7 @@ class Uploads:
             size=size,
             sha256=sha256,
             created_by=actor,
-            expires_at=utcnow() + UPLOAD_TTL,
+            expires_at=self.clock() + UPLOAD_TTL,
         )
         await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
         await asyncio.to_thread(self.path(row.id).touch)
@@ -65,15 +112,18 @@ class Uploads:
         return row
 
     async def get(self, app: App, upload_id: str) -> UploadSession:
+        if not UPLOAD_ID_RE.fullmatch(upload_id):
+            raise UploadNotFound(f"upload {upload_id[:64]!r} not found: not an upload id")
         async with self.db.session() as s:
             row = await s.get(UploadSession, upload_id)
-        if row is None or row.app_id != app.id or row.expires_at < utcnow():
+        if row is None or row.app_id != app.id or row.expires_at < self.clock():
             raise UploadNotFound(f"upload {upload_id!r} not found or expired")
         return row
 
     async def append(
         self, app: App, upload_id: str, offset: int, chunks: AsyncIterable[bytes]
     ) -> UploadSession:
+        await self.get(app, upload_id)  # no lock is kept for an id that names no upload
         lock = self._locks.setdefault(upload_id, asyncio.Lock())
         async with lock:
             row = await self.get(app, upload_id)
@@ -137,12 +187,87 @@ class Uploads:
         await asyncio.to_thread(self.path(upload_id).unlink, missing_ok=True)
         self._locks.pop(upload_id, None)
 
-    async def expire(self) -> int:
-        """Delete expired sessions and their files; returns how many."""
+    async def refuse(
+        self, app: App, actor: Actor, upload_id: str, exc: UnsafeArchive | UnsupportedArchive
+    ) -> None:
+        """An upload refused as unsafe or unreadable: delete it now (it can never publish),
+        and say so at WARNING and in the audit log, with the rule it broke."""
+        rule = exc.rule if isinstance(exc, UnsafeArchive) else exc.code
+        entry = exc.entry[:256] if isinstance(exc, UnsafeArchive) and exc.entry is not None else None
+        async with self.db.write() as s:
+            await s.exec(delete(UploadSession).where(col(UploadSession.id) == upload_id))
+            detail = {"upload_id": upload_id, "rule": rule, "entry": entry, "message": exc.message[:500]}
+            record(s, actor, "package.refused", f"upload:{upload_id}", app=app.name, detail=detail)
+        await asyncio.to_thread(self.path(upload_id).unlink, missing_ok=True)
+        self._locks.pop(upload_id, None)
+        log.warning(
+            "refused an archive for app %s by rule %s: %s",
+            app.name,
+            rule,
+            exc.message[:500],
+            extra={"app": app.name, "rule": rule, "upload_id": upload_id, "actor": actor.name},
+        )
+
+    async def sweep(self, *, dry_run: bool = False, orphan_grace: timedelta = UPLOAD_TTL) -> UploadSweep:
+        """Remove expired sessions with their files, and ``.part`` files no session owns
+        that are older than ``orphan_grace`` (a crash between the file and its row)."""
+        now = self.clock()
+        out = UploadSweep()
         async with self.db.session() as s:
-            ids = list(
-                (await s.exec(select(UploadSession.id).where(UploadSession.expires_at < utcnow()))).all()
+            expired = list(
+                (await s.exec(select(UploadSession.id).where(UploadSession.expires_at < now))).all()
             )
-        for upload_id in ids:
-            await self.discard(upload_id)
-        return len(ids)
+            live = set((await s.exec(select(UploadSession.id))).all())
+        for upload_id in expired:
+            out.sessions += 1
+            out.bytes += await asyncio.to_thread(_size, self.path(upload_id))
+            if not dry_run:
+                await self.discard(upload_id)
+        for path, size, modified in await asyncio.to_thread(_part_files, self.root):
+            if path.stem not in live and modified < now - orphan_grace:
+                out.orphan_files += 1
+                out.bytes += size
+                if not dry_run:
+                    await asyncio.to_thread(path.unlink, missing_ok=True)
+        return out
+
+    async def gc_sweep(self, dry_run: bool, grace: timedelta) -> dict[str, int]:
+        """:meth:`sweep` for ``mpaas gc`` (``mpaas.ops.gc.GC_SWEEPERS``)."""
+        return (await self.sweep(dry_run=dry_run, orphan_grace=grace)).to_dict()
+
+    async def expire(self) -> int:
+        """Delete expired sessions and their files (and orphaned files); returns how many sessions."""
+        return (await self.sweep()).sessions
+
+    async def run_sweeper(self, interval: float = SWEEP_INTERVAL_SECONDS) -> None:
+        """Sweep every ``interval`` seconds until cancelled; a failed sweep is logged and retried."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                swept = await self.sweep()
+                if swept.sessions or swept.orphan_files:
+                    log.info("swept stale uploads", extra=swept.to_dict())
+            except Exception:  # the database may be away for a moment; the next round retries
+                log.exception("sweeping stale uploads failed")
+            self.sweeps += 1
+            self.swept.set()
+            self.swept.clear()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _part_files(root: Path) -> list[tuple[Path, int, datetime]]:
+    """(path, size, modified time in UTC) of every ``.part`` file under ``root``."""
+    out = []
+    for path in root.glob("*.part") if root.is_dir() else ():
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue
+        out.append((path, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)))
+    return out

@@ -15,10 +15,47 @@ from mpaas.packages.protocols import codepush as cp
 from mpaas.packages.protocols.common import base_url, channel_by_key, runtime_of
 from mpaas.packages.releases.channel_index import ChannelIndex, Lineage, now
 from mpaas.packages.releases.errors import InvalidReport
-from mpaas.web.api import Api, dumps, read_object, refuse_oversized
+from mpaas.web.api import Api, Schema, dumps, read_object, refuse_oversized
 from mpaas.web.complete_response import CompleteResponse
 
 api = Api()
+_SHORT: Schema = {"type": "string", "maxLength": 256}
+#: Query of the update check, snake_case (the legacy camelCase route spells the same names so).
+CHECK_QUERY: dict[str, Schema] = {
+    "deployment_key": {"type": "string", "minLength": 1, "maxLength": 256},
+    "app_version": {"type": "string", "minLength": 1, "maxLength": 64},
+    "package_hash": _SHORT,
+    "label": _SHORT,
+    "client_unique_id": {"type": "string", "maxLength": 128},
+    "is_companion": {"enum": ["true", "false"]},
+}
+LEGACY_NAMES = {
+    "deployment_key": "deploymentKey",
+    "app_version": "appVersion",
+    "package_hash": "packageHash",
+    "client_unique_id": "clientUniqueId",
+    "is_companion": "isCompanion",
+}
+LEGACY_CHECK_QUERY: dict[str, Schema] = {LEGACY_NAMES.get(k, k): v for k, v in CHECK_QUERY.items()}
+
+
+def _report_body(*, deploy: bool) -> dict[str, Any]:
+    """A status report; either spelling of each field is accepted (snake_case shown)."""
+    properties: dict[str, Any] = {
+        "deployment_key": {"type": "string", "maxLength": 256, "description": "or deploymentKey"},
+        "label": {"type": "string", "maxLength": 256},
+        "app_version": {"type": "string", "maxLength": 64},
+        "client_unique_id": {"type": "string", "maxLength": 128},
+        "previous_label_or_app_version": {"type": "string", "maxLength": 256},
+        "previous_deployment_key": {"type": "string", "maxLength": 256},
+    }
+    if deploy:
+        properties["status"] = {"enum": ["DeploymentSucceeded", "DeploymentFailed"]}
+    return {"type": "object", "required": ["status"] if deploy else [], "properties": properties}
+
+
+DEPLOY_REPORT_BODY = _report_body(deploy=True)
+DOWNLOAD_REPORT_BODY = _report_body(deploy=False)
 #: Body limits (docs/protocol.md): a status report is a dozen short fields; checks are GETs.
 REPORT_LIMIT = 16 * 1024
 NO_BODY_LIMIT = 4 * 1024
@@ -47,7 +84,8 @@ async def _codepush_info(request: web.Request) -> dict[str, Any]:
     summary="CodePush update check (snake_case)",
     tag="codepush",
     auth="client",
-    query={"deployment_key": "string", "app_version": "string", "package_hash": "string", "label": "string"},
+    query=CHECK_QUERY,
+    required=("deployment_key", "app_version"),
 )
 async def codepush_update_check(request: web.Request) -> web.StreamResponse:
     return CompleteResponse(dumps({"update_info": await _codepush_info(request)}))
@@ -59,7 +97,8 @@ async def codepush_update_check(request: web.Request) -> web.StreamResponse:
     summary="CodePush update check, legacy camelCase",
     tag="codepush",
     auth="client",
-    query={"deploymentKey": "string", "appVersion": "string", "packageHash": "string", "label": "string"},
+    query=LEGACY_CHECK_QUERY,
+    required=("deploymentKey", "appVersion"),
 )
 async def codepush_update_check_legacy(request: web.Request) -> web.StreamResponse:
     return CompleteResponse(dumps({"updateInfo": cp.legacy(await _codepush_info(request))}))
@@ -115,6 +154,7 @@ async def _codepush_report(request: web.Request, kind: str) -> web.Response:
     summary="CodePush deploy report",
     tag="codepush",
     auth="client",
+    body=DEPLOY_REPORT_BODY,
 )
 async def codepush_report_deploy(request: web.Request) -> web.Response:
     return await _codepush_report(request, "deploy")
@@ -126,13 +166,19 @@ async def codepush_report_deploy(request: web.Request) -> web.Response:
     summary="CodePush download report",
     tag="codepush",
     auth="client",
+    body=DOWNLOAD_REPORT_BODY,
 )
 async def codepush_report_download(request: web.Request) -> web.Response:
     return await _codepush_report(request, "download")
 
 
 @api.route(
-    "POST", "/reportStatus/deploy", summary="CodePush deploy report, legacy", tag="codepush", auth="client"
+    "POST",
+    "/reportStatus/deploy",
+    summary="CodePush deploy report, legacy",
+    tag="codepush",
+    auth="client",
+    body=DEPLOY_REPORT_BODY,
 )
 async def codepush_report_deploy_legacy(request: web.Request) -> web.Response:
     return await _codepush_report(request, "deploy")
@@ -144,6 +190,7 @@ async def codepush_report_deploy_legacy(request: web.Request) -> web.Response:
     summary="CodePush download report, legacy",
     tag="codepush",
     auth="client",
+    body=DOWNLOAD_REPORT_BODY,
 )
 async def codepush_report_download_legacy(request: web.Request) -> web.Response:
     return await _codepush_report(request, "download")

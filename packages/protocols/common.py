@@ -22,6 +22,8 @@ def base_url(request: web.Request, rt: ReleaseRuntime) -> str:
 async def channel_by_key(rt: ReleaseRuntime, key: Any) -> ChannelKey:
     if not isinstance(key, str) or not key:
         raise InvalidDeploymentKey("a deployment key is required (X-Deployment-Key or deployment_key)")
+    if "\x00" in key:  # no key holds one, and PostgreSQL refuses it in text
+        raise InvalidDeploymentKey("unknown deployment key")
     channel = await rt.index.channel_for_key(key)
     if channel is None:
         raise InvalidDeploymentKey("unknown deployment key")

@@ -10,13 +10,23 @@ from mpaas.packages.protocols import expo
 from mpaas.packages.protocols.common import base_url, runtime_of
 from mpaas.packages.releases.channel_index import now
 from mpaas.packages.releases.key import ReleaseRuntime
-from mpaas.web.api import Api, refuse_oversized
+from mpaas.web.api import Api, Schema, refuse_oversized
 
 log = logging.getLogger("mpaas.client")
 api = Api()
 
 #: The manifest request is a GET: a declared body past this is refused (docs/protocol.md).
 NO_BODY_LIMIT = 4 * 1024
+_HEADER_TEXT = "^[!-~](?:[ -~]{0,254}[!-~])?$"  # printable ASCII, no edge spaces (HTTP strips them)
+#: The request headers of the Expo Updates protocol (the query's platform and
+#: runtime-version are accepted too, for clients that cannot set headers).
+REQUEST_HEADERS: dict[str, Schema] = {
+    "expo-platform": {"enum": ["ios", "android"]},
+    "expo-runtime-version": {"type": "string", "pattern": _HEADER_TEXT},
+    "expo-protocol-version": {"enum": ["0", "1"]},
+    "expo-current-update-id": {"type": "string", "pattern": _HEADER_TEXT},
+}
+REQUIRED_HEADERS = ("expo-platform", "expo-runtime-version")
 EXPO_HEADERS = {"expo-protocol-version": "1", "expo-sfv-version": "0", "cache-control": "private, max-age=0"}
 
 
@@ -84,6 +94,9 @@ async def _signature(rt: ReleaseRuntime, app_name: str, body: bytes, req: expo.E
     tag="expo",
     auth="public",
     responses={200: "manifest or directive", 204: "no update"},
+    headers=REQUEST_HEADERS,
+    required=REQUIRED_HEADERS,
+    query={"package": "string"},
 )
 async def expo_manifest(request: web.Request) -> web.Response:
     return await _expo(request, request.match_info["channel"])
@@ -96,6 +109,9 @@ async def expo_manifest(request: web.Request) -> web.Response:
     tag="expo",
     auth="public",
     responses={200: "manifest or directive", 204: "no update"},
+    headers=REQUEST_HEADERS | {"expo-channel-name": {"type": "string", "pattern": _HEADER_TEXT}},
+    required=REQUIRED_HEADERS,
+    query={"package": "string"},
 )
 async def expo_manifest_by_header(request: web.Request) -> web.Response:
     return await _expo(request, request.headers.get("expo-channel-name") or "production")

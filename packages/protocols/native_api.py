@@ -12,6 +12,7 @@ from aiohttp import hdrs, web
 
 from mpaas.appkeys import BLOBS
 from mpaas.errors import NotFound, PayloadTooLarge, ValidationError
+from mpaas.packages.models import KINDS
 from mpaas.packages.protocols import native
 from mpaas.packages.protocols.common import base_url, channel_by_key, runtime_of
 from mpaas.packages.releases.channel_index import now
@@ -25,6 +26,7 @@ from mpaas.web.api import (
     deployment_key_header,
     dumps,
     json_response,
+    pattern_schema,
     read_bounded,
     read_object,
     refuse_oversized,
@@ -34,35 +36,40 @@ from mpaas.web.downloads import serve_blob
 
 api = Api()
 
+_VERSION = pattern_schema(
+    r"v?[0-9]{1,9}(?:\.[0-9]{1,9}){0,2}(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?", maxLength=64
+)
 CHECK_BODY = {
     "type": "object",
     "required": ["device_id"],
     "properties": {
         "deployment_key": {"type": "string", "description": "or the X-Deployment-Key header"},
-        "device_id": {"type": "string"},
-        "user_id": {"type": "string"},
+        "device_id": {"type": "string", "minLength": 1, "maxLength": 128},
+        "user_id": {"type": "string", "maxLength": 128},
         "os": {"enum": ["ios", "android"]},
-        "os_version": {"type": "string"},
-        "model": {"type": "string"},
-        "region": {"type": "string"},
-        "app_version": {"type": "string"},
-        "tags": {"type": "array", "items": {"type": "string"}},
-        "tier": {"type": "string"},
+        "os_version": _VERSION,
+        "model": {"type": "string", "maxLength": 128},
+        "region": {"type": "string", "maxLength": 32},
+        "app_version": _VERSION,
+        "tags": {"type": "array", "maxItems": 50, "items": {"type": "string"}},
+        "tier": {"type": "string", "maxLength": 64},
         "packages": {
             "type": "array",
+            "maxItems": 500,
             "items": {
                 "type": "object",
                 "required": ["kind", "id"],
                 "properties": {
-                    "kind": {"type": "string"},
-                    "id": {"type": "string"},
-                    "hash": {"type": "string"},
+                    "kind": {"enum": list(KINDS)},
+                    "id": {"type": "string", "minLength": 1, "maxLength": 128},
+                    "hash": {"type": "string", "maxLength": 64},
                 },
             },
         },
         "discover": {"type": "boolean", "description": "also answer for lineages not installed"},
     },
 }
+_RELEASE_ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 REPORT_BODY = {
     "type": "object",
     "required": ["events"],
@@ -71,24 +78,23 @@ REPORT_BODY = {
         "device_id": {"type": "string"},
         "events": {
             "type": "array",
+            "minItems": 1,
+            "maxItems": 100,
             "items": {
                 "type": "object",
                 "required": ["event_id", "release_id", "event"],
                 "properties": {
-                    "event_id": {"type": "string"},
-                    "release_id": {"type": "integer"},
-                    "event": {
-                        "enum": [
-                            "download_started",
-                            "download_succeeded",
-                            "download_failed",
-                            "install_succeeded",
-                            "install_failed",
-                            "rolled_back",
-                        ]
+                    "event_id": {"type": "string", "minLength": 1, "maxLength": 128},
+                    "release_id": _RELEASE_ID,
+                    "event": {"enum": list(EVENTS)},
+                    "previous_release_id": _RELEASE_ID,
+                    "detail": {
+                        "type": "object",
+                        "maxProperties": 8,
+                        "propertyNames": {"maxLength": 24},
+                        "additionalProperties": {"type": "string", "maxLength": 48},
+                        "description": "at most 4096 bytes as JSON",
                     },
-                    "previous_release_id": {"type": "integer"},
-                    "detail": {"type": "object"},
                 },
             },
         },
@@ -226,6 +232,7 @@ def _check_event(ev: Any) -> tuple[str, int, str, int | None, dict[str, Any]]:
     auth="public",
     responses={200: "bytes", 206: "range", 302: "redirect to S3/CDN", 304: "unchanged"},
     head=True,
+    params={"sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
 )
 async def download_blob(request: web.Request) -> web.StreamResponse:
     refuse_oversized(request, NO_BODY_LIMIT)

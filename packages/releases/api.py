@@ -12,43 +12,68 @@ from mpaas.errors import ValidationError
 from mpaas.identity import tenancy
 from mpaas.identity.guard import actor_of
 from mpaas.identity.models import App
+from mpaas.identity.tenancy import NAME_RE
+from mpaas.packages.api_schemas import PACKAGE_ID_SCHEMA, RANGE_SCHEMA, VERSION_SCHEMA
 from mpaas.packages.models import KINDS
 from mpaas.packages.releases.key import RELEASES
+from mpaas.packages.releases.models import STATUSES
+from mpaas.packages.releases.rollout import MAX_RULES, SET_FIELDS
 from mpaas.packages.releases.service import ReleaseService
 from mpaas.packages.releases.views import ReleaseSpec, ReleaseView, release_dict
-from mpaas.web.api import Api, field_str, json_response, page, pagination, path_id, read_object, required_str
+from mpaas.web.api import (
+    ID_SCHEMA,
+    PAGE_QUERY,
+    Api,
+    field_str,
+    json_response,
+    page,
+    pagination,
+    path_id,
+    pattern_schema,
+    read_object,
+    required_str,
+)
 
 api = Api()
 RM = ("release-manager",)
 BASE = "/api/v1/apps/{app}"
 ONE = BASE + "/releases/{release_id}"
+ONE_PARAMS = {"release_id": ID_SCHEMA}
+#: The most reports a release may wait for before it can auto-halt (an INTEGER column).
+MAX_HALT_MIN_REPORTS = 2**31 - 1
+_SET_VALUE = r"[A-Za-z0-9._-]{1,32}"
+_VERSION = r"[0-9]{1,9}(?:\.[0-9]{1,9}){0,2}"
+#: The common forms of a targeting rule (:func:`mpaas.packages.releases.rollout.parse_rule`).
+RULE_SCHEMA = pattern_schema(
+    rf"(?:{'|'.join(SET_FIELDS)})!?={_SET_VALUE}(?:,{_SET_VALUE}){{0,9}}"
+    rf"|(?:os_version|app_version)(?:>=|<=|>|<|=|!=|\^|~){_VERSION}",
+    description="e.g. 'os=ios', 'region!=cn', 'app_version>=5.2'",
+)
+WHITELIST_IDS = {
+    "type": "array",
+    "maxItems": 100,
+    "items": {"type": "string", "minLength": 1, "maxLength": 128},
+}
 
 RELEASE_BODY = {
     "type": "object",
     "required": ["package_id", "version"],
     "properties": {
-        "package_id": {"type": "string"},
-        "version": {"type": "string"},
+        "package_id": PACKAGE_ID_SCHEMA,
+        "version": VERSION_SCHEMA,
         "kind": {"enum": list(KINDS)},
         "rollout": {"type": "number", "minimum": 0, "maximum": 100, "description": "percent (default 100)"},
-        "rules": {
-            "type": "array",
-            "items": {"type": "string"},
-            "description": "e.g. 'os=ios', 'app_version>=5.2'",
-        },
+        "rules": {"type": "array", "maxItems": MAX_RULES, "items": RULE_SCHEMA},
         "whitelist": {
             "type": "object",
-            "properties": {
-                "device_ids": {"type": "array", "items": {"type": "string"}},
-                "user_ids": {"type": "array", "items": {"type": "string"}},
-            },
+            "properties": {"device_ids": WHITELIST_IDS, "user_ids": WHITELIST_IDS},
         },
         "mandatory": {"type": "boolean"},
-        "target_binary_range": {"type": "string"},
-        "description": {"type": "string"},
-        "starts_at": {"type": "string", "format": "date-time"},
+        "target_binary_range": RANGE_SCHEMA,
+        "description": {"type": "string", "maxLength": 4000},
+        "starts_at": {"type": "string", "format": "date-time", "maxLength": 64},
         "halt_failure_rate": {"type": "number", "minimum": 0, "maximum": 1},
-        "halt_min_reports": {"type": "integer", "minimum": 1},
+        "halt_min_reports": {"type": "integer", "minimum": 1, "maximum": MAX_HALT_MIN_REPORTS},
     },
 }
 
@@ -98,8 +123,8 @@ def _spec(data: dict[str, Any]) -> ReleaseSpec:
     if whitelist is not None and not isinstance(whitelist, dict):
         raise ValidationError("field 'whitelist' must be an object")
     min_reports = data.get("halt_min_reports", 50)
-    if not isinstance(min_reports, int) or isinstance(min_reports, bool):
-        raise ValidationError("field 'halt_min_reports' must be an integer")
+    if type(min_reports) is not int or not 1 <= min_reports <= MAX_HALT_MIN_REPORTS:
+        raise ValidationError(f"field 'halt_min_reports' must be an integer from 1 to {MAX_HALT_MIN_REPORTS}")
     return ReleaseSpec(
         package_id=package_id,
         version=version,
@@ -144,11 +169,10 @@ async def create_release(request: web.Request) -> web.Response:
     roles=(*RM, "analyst"),
     query={
         "channel": "string",
-        "kind": "string",
+        "kind": {"enum": list(KINDS)},
         "id": "string",
-        "status": "string",
-        "limit": "int",
-        "offset": "int",
+        "status": {"enum": list(STATUSES)},
+        **PAGE_QUERY,
     },
 )
 async def list_releases(request: web.Request) -> web.Response:
@@ -167,14 +191,26 @@ async def list_releases(request: web.Request) -> web.Response:
     return json_response(page([release_dict(v, app.name) for v in rows], total, limit, offset))
 
 
-@api.route("GET", ONE, summary="Show a release with its counters", tag="releases", roles=(*RM, "analyst"))
+@api.route(
+    "GET",
+    ONE,
+    summary="Show a release with its counters",
+    tag="releases",
+    roles=(*RM, "analyst"),
+    params=ONE_PARAMS,
+)
 async def show_release(request: web.Request) -> web.Response:
     app = await _app(request)
     return _out(await _svc(request).get(app, _release_id(request)), app, full=True)
 
 
 @api.route(
-    "POST", ONE + "/pause", summary="Stop offering a release to more devices", tag="releases", roles=RM
+    "POST",
+    ONE + "/pause",
+    summary="Stop offering a release to more devices",
+    tag="releases",
+    roles=RM,
+    params=ONE_PARAMS,
 )
 async def pause_release(request: web.Request) -> web.Response:
     app = await _app(request)
@@ -182,7 +218,12 @@ async def pause_release(request: web.Request) -> web.Response:
 
 
 @api.route(
-    "POST", ONE + "/resume", summary="Resume a paused or auto-halted release", tag="releases", roles=RM
+    "POST",
+    ONE + "/resume",
+    summary="Resume a paused or auto-halted release",
+    tag="releases",
+    roles=RM,
+    params=ONE_PARAMS,
 )
 async def resume_release(request: web.Request) -> web.Response:
     app = await _app(request)
@@ -195,7 +236,12 @@ async def resume_release(request: web.Request) -> web.Response:
     summary="Set the rollout percentage (raising keeps the devices already in)",
     tag="releases",
     roles=RM,
-    body={"type": "object", "required": ["rollout"], "properties": {"rollout": {"type": "number"}}},
+    body={
+        "type": "object",
+        "required": ["rollout"],
+        "properties": {"rollout": {"type": "number", "minimum": 0, "maximum": 100}},
+    },
+    params=ONE_PARAMS,
 )
 async def set_rollout(request: web.Request) -> web.Response:
     data = await read_object(request)
@@ -210,8 +256,9 @@ async def set_rollout(request: web.Request) -> web.Response:
     summary="Release the same package on another channel (e.g. staging → production)",
     tag="releases",
     roles=RM,
-    body={"type": "object", "properties": {"channel": {"type": "string", "default": "production"}}},
+    body={"type": "object", "properties": {"channel": pattern_schema(NAME_RE, default="production")}},
     responses={201: "released"},
+    params=ONE_PARAMS,
 )
 async def promote_release(request: web.Request) -> web.Response:
     data = await read_object(request) if request.can_read_body else {}
@@ -232,7 +279,7 @@ async def promote_release(request: web.Request) -> web.Response:
         "required": ["id"],
         "properties": {
             "kind": {"enum": list(KINDS)},
-            "id": {"type": "string"},
+            "id": PACKAGE_ID_SCHEMA,
             "to_embedded": {"type": "boolean"},
             "mandatory": {"type": "boolean"},
         },

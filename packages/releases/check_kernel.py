@@ -35,6 +35,9 @@ from mpaas.packages.models import KINDS
 from mpaas.packages.semver import InvalidVersion, Version
 
 COMPILED: bool = cython.compiled
+#: The sha256 of the source a compiled build was made from: setup.py writes it into the copy
+#: it compiles (see kernel_build). Keep this line exactly as it is: setup.py looks for it.
+BUILT_FROM_SHA256 = None
 BUCKETS = 10_000
 _BUCKETS = cython.declare(cython.ulonglong, 10_000)
 _MASK = cython.declare(cython.ulonglong, 0xFFFFFFFFFFFFFFFF)
@@ -924,3 +927,9 @@ def native_check(table: NativeTable, raw: bytes, now: float) -> tuple[bytes, str
         except Exception:  # noqa: S110 - the reference path below answers, or names the error
             pass
     return native_answer(table, load_object(raw), now)
+
+
+if cython.compiled:  # a stale extension (built from another source) hands over to this source
+    from mpaas.packages.releases.kernel_build import use_current_source
+
+    use_current_source(__name__, __file__, BUILT_FROM_SHA256)

@@ -3,6 +3,8 @@
 Counters are only changed with ``UPDATE … SET n = n + k`` so concurrent reports
 never lose a count; a report's event id is unique per app, so a retry counts once.
 An install failure may auto-halt the release (:func:`~mpaas.packages.releases.control.auto_halt`).
+Each counted report also goes to analytics as an ``update.reported`` server-side event,
+in the background (:func:`report_event`): a refused spool never fails the report.
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from mpaas.analytics.emit import ServerEvent, server_events
+from mpaas.identity.models import App, Channel
+from mpaas.packages.models import Package
 from mpaas.packages.releases.base import ReleaseBase
 from mpaas.packages.releases.control import auto_halt
 from mpaas.packages.releases.errors import InvalidReport, ReleaseNotFound
 from mpaas.packages.releases.models import Release, ReleaseCounter, ReleaseEvent
+from mpaas.storage.db import Database, utcnow
 
 log = logging.getLogger("mpaas.releases")
 
@@ -31,6 +37,14 @@ EVENTS: dict[str, tuple[str, ...]] = {
     "install_succeeded": ("installs", "active_devices"),
     "install_failed": ("failures",),
     "rolled_back": ("rollbacks",),
+}
+#: Report events as ``update.reported`` statuses (and the stage that failed).
+STATUSES: dict[str, tuple[str, str | None]] = {
+    "download_succeeded": ("downloaded", None),
+    "download_failed": ("failed", "download"),
+    "install_succeeded": ("installed", None),
+    "install_failed": ("failed", "install"),
+    "rolled_back": ("rolled_back", None),
 }
 
 
@@ -102,6 +116,7 @@ class StatusReports(ReleaseBase):
         if halted is not None:
             log.warning("release auto-halted", extra={"release": halted.id, "reason": halted.status_reason})
             self._changed(halted.channel_id)
+        report_event(self.db, release, event, event_id, device_id)
         return True
 
     async def add_checks(self, counts: Mapping[int, int]) -> None:
@@ -122,3 +137,31 @@ class StatusReports(ReleaseBase):
             # not the ORM's bulk update by primary key.
             connection = await s.connection()
             await connection.execute(statement, rows)
+
+
+def report_event(db: Database, release: Release, event: str, event_id: str, device_id: str) -> None:
+    """Hand a counted report to analytics as an ``update.reported`` event (in the background)."""
+    events, status = server_events(db), STATUSES.get(event)
+    if events is None or status is None:
+        return
+    at, release_id, channel_id, package_pk = utcnow(), release.id, release.channel_id, release.package_pk
+    props: dict[str, Any] = {"release_id": release_id, "package_id": release.package_id, "kind": release.kind}
+    props["status"] = status[0]
+    if status[1] is not None:
+        props["stage"] = status[1]
+
+    async def build() -> list[ServerEvent]:
+        async with db.session() as s:
+            app, channel = (
+                await s.exec(
+                    select(App.name, Channel.name).where(Channel.id == channel_id, App.id == Channel.app_id)
+                )
+            ).one()
+            version = None
+            if package_pk is not None:
+                version = (await s.exec(select(Package.version).where(Package.id == package_pk))).first()
+        message_id = f"release:{release_id}:{event_id}"
+        body = props | {"version": version or "", "channel": channel}
+        return [ServerEvent(app, "update.reported", body, message_id, device_id or None, None, at)]
+
+    events.submit(build)

@@ -1,4 +1,9 @@
-"""Outcomes: what the providers answered, written back to the rows this worker holds."""
+"""Outcomes: what the providers answered, written back to the rows this worker holds.
+
+After the write, the outcomes also go to analytics as server-side events (``push.sent``,
+``push.delivered``, ``push.failed``; see docs/analytics.md), in the background: a spool
+that refuses them never fails or slows the push.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, select, update
+from sqlmodel import SQLModel
 
+from mpaas.analytics.emit import ServerEvent, server_events
 from mpaas.push.devices import INVALID_TOKEN
 from mpaas.push.models import FAILED, PENDING, SENT
 from mpaas.push.providers.base import Outcome, SendResult
@@ -22,10 +29,13 @@ from mpaas.push.queue.tables import (
     DEVICES,
     EXPIRED,
     MAX_ATTEMPTS,
+    MESSAGES,
     STALE_UNREGISTERED,
     execute,
 )
 from mpaas.storage.db import Database
+
+APPS = SQLModel.metadata.tables["apps"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,7 @@ async def record(
     failed: dict[str, list[int]] = defaultdict(list)
     retries: list[dict[str, Any]] = []
     disable: list[dict[str, Any]] = []
+    facts: list[tuple[int, str, str | None]] = [(item.delivery.id, "sent", None) for item in outcomes]
     for item in outcomes:
         delivery, result = item.delivery, item.result
         if result.outcome is Outcome.SENT:
@@ -106,6 +117,8 @@ async def record(
                 ),
                 retries,
             )
+        facts += [(i, "delivered", None) for i in sent]
+        facts += [(i, "failed", reason) for reason, ids in failed.items() for i in ids]
         if disable:
             # Only if the token is still the one we sent to and was registered before APNs' verdict.
             await execute(
@@ -119,6 +132,7 @@ async def record(
                 .values(enabled=False, disabled_reason=INVALID_TOKEN, updated_at=now),
                 disable,
             )
+    report_deliveries(db, facts, now)
 
 
 async def fail_undeliverable(db: Database, worker_id: str, ids: Sequence[int], now: datetime) -> None:
@@ -134,3 +148,44 @@ async def fail_undeliverable(db: Database, worker_id: str, ids: Sequence[int], n
                 status=FAILED, reason=DEVICE_DISABLED, finished_at=now, claimed_by=None, lease_until=None
             ),
         )
+    report_deliveries(db, [(i, "failed", DEVICE_DISABLED) for i in ids], now)
+
+
+def report_deliveries(db: Database, facts: Sequence[tuple[int, str, str | None]], at: datetime) -> None:
+    """Hand ``(delivery id, stage, reason)`` facts to analytics as ``push.<stage>`` events."""
+    events = server_events(db)
+    if events is None or not facts:
+        return
+
+    async def build() -> list[ServerEvent]:
+        ids = sorted({f[0] for f in facts})
+        query = (
+            select(
+                DELIVERIES.c.id,
+                DELIVERIES.c.message_id,
+                DELIVERIES.c.channel,
+                DEVICES.c.device_id,
+                DEVICES.c.user_id,
+                APPS.c.name,
+            )
+            .join(DEVICES, DEVICES.c.id == DELIVERIES.c.device_pk)
+            .join(MESSAGES, MESSAGES.c.id == DELIVERIES.c.message_id)
+            .join(APPS, APPS.c.id == MESSAGES.c.app_id)
+            .where(DELIVERIES.c.id.in_(ids))
+        )
+        async with db.session() as s:
+            rows = {r[0]: r for r in (await execute(s, query)).all()}
+        out = []
+        for delivery_id, stage, reason in facts:
+            row = rows.get(delivery_id)
+            if row is None:
+                continue
+            props = {"push_id": str(row[1]), "delivery_id": str(delivery_id), "provider": row[2]}
+            if reason is not None:
+                props["reason"] = reason
+            out.append(
+                ServerEvent(row[5], f"push.{stage}", props, f"push:{delivery_id}:{stage}", row[3], row[4], at)
+            )
+        return out
+
+    events.submit(build)

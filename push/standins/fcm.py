@@ -112,7 +112,8 @@ class FcmStandin:
 
     ``dead_tokens`` answer 404 UNREGISTERED; ``malformed_tokens`` answer 400
     INVALID_ARGUMENT with a ``message.token`` field violation, as FCM does for a token
-    that is not a registration token. ``response_delay`` slows every send down.
+    that is not a registration token. ``response_delay`` slows every send down (benchmarks);
+    tests use :meth:`hold` / :meth:`release` and watch ``in_flight``.
     """
 
     def __init__(self, *, token_ttl: int = 3600, record_payloads: bool = True, seed: int = 0) -> None:
@@ -128,6 +129,8 @@ class FcmStandin:
         self.issued_tokens: dict[str, float] = {}
         self.in_flight = 0
         self.max_in_flight = 0
+        #: Set while sends are held: each waits on it (counted in ``in_flight``) until release().
+        self._held: asyncio.Event | None = None
         self.cpu_seconds = 0.0
         self._service_accounts: dict[str, rsa.RSAPublicKey] = {}
         self._runner: web.AppRunner | None = None
@@ -151,6 +154,17 @@ class FcmStandin:
     ) -> None:
         """Fail the next ``count`` sends, or a ``rate`` share of them, with this FCM error."""
         self.faults.inject(Fault(status, error_code, retry_after), count=count, rate=rate)
+
+    def hold(self) -> None:
+        """Keep every send unanswered from now on (it still counts as in flight) until :meth:`release`."""
+        if self._held is None:
+            self._held = asyncio.Event()
+
+    def release(self) -> None:
+        """Answer the held sends, and every later one at once."""
+        held, self._held = self._held, None
+        if held is not None:
+            held.set()
 
     def revoke_tokens(self) -> None:
         """Forget every issued access token (the next sends get 401)."""
@@ -236,6 +250,8 @@ class FcmStandin:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
+            if self._held is not None:
+                await self._held.wait()
             if self.response_delay > 0:
                 await asyncio.sleep(self.response_delay)
             raw = await request.read()

@@ -1,4 +1,8 @@
-"""The CLI end to end against a real server process, on SQLite and on PostgreSQL."""
+"""The CLI end to end against a real server process, on SQLite and on PostgreSQL.
+
+`cli` runs `mpaas` as a subprocess where the process is the point (exit codes, one-line
+errors on stderr); `mpaas` runs the same command group in-process, a second of CPU cheaper.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import pytest
 
 from mpaas.settings import Settings
 from tests_support import MPAAS, Server, cli, cli_env, free_port
+from tests_support import cli_in_process as mpaas
 
 
 @pytest.fixture
@@ -21,9 +26,9 @@ def operator_env(settings: Settings, tmp_path: Path) -> dict[str, str]:
 def test_operator_and_admin_flow(operator_env: dict[str, str]) -> None:
     token = cli(["init"], operator_env).stdout.strip()
     assert token.startswith("mpaas_")
-    again = cli(["init"], operator_env)
+    again = mpaas(["init"], operator_env)
     assert again.stdout == "" and "already initialised" in again.stderr
-    cli(["db", "upgrade"], operator_env)
+    mpaas(["db", "upgrade"], operator_env)
 
     server = Server(operator_env)
     server.start()
@@ -33,16 +38,18 @@ def test_operator_and_admin_flow(operator_env: dict[str, str]) -> None:
         no_token = cli(["apps", "list"], env, check=False)
         assert no_token.returncode == 3 and no_token.stderr.startswith("error: not logged in")
 
-        login = cli(["login", "--server", url, "--token", token], env)
+        login = mpaas(["login", "--server", url, "--token", token], env)
         assert "logged in" in login.stderr
-        rm = cli(["tokens", "create", "--role", "release-manager"], env).stdout.strip()
+        rm = mpaas(["tokens", "create", "--role", "release-manager"], env).stdout.strip()
         assert rm.startswith("mpaas_") and "\n" not in rm
 
-        created = cli(["apps", "create", "bank", "--platform", "ios", "--platform", "android", "--json"], env)
+        created = mpaas(
+            ["apps", "create", "bank", "--platform", "ios", "--platform", "android", "--json"], env
+        )
         assert json.loads(created.stdout)["name"] == "bank"
 
         rm_env = env | {"MPAAS_TOKEN": rm}
-        channels = json.loads(cli(["channels", "list", "--app", "bank", "--json"], rm_env).stdout)
+        channels = json.loads(mpaas(["channels", "list", "--app", "bank", "--json"], rm_env).stdout)
         assert {c["name"] for c in channels["items"]} == {"staging", "production"}
         assert all(c["deployment_key"] for c in channels["items"])
 
@@ -54,16 +61,16 @@ def test_operator_and_admin_flow(operator_env: dict[str, str]) -> None:
             and "Traceback" not in denied.stderr
         )
 
-        dup = cli(["apps", "create", "bank", "--platform", "ios"], env, check=False)
+        dup = mpaas(["apps", "create", "bank", "--platform", "ios"], env, check=False)
         assert dup.returncode == 1 and "already exists" in dup.stderr
 
-        listing = cli(["tokens", "list", "--json"], env)
+        listing = mpaas(["tokens", "list", "--json"], env)
         rm_id = next(t["id"] for t in json.loads(listing.stdout)["items"] if t["role"] == "release-manager")
-        cli(["tokens", "revoke", str(rm_id)], env)
-        revoked = cli(["channels", "list", "--app", "bank"], rm_env, check=False)
+        mpaas(["tokens", "revoke", str(rm_id)], env)
+        revoked = mpaas(["channels", "list", "--app", "bank"], rm_env, check=False)
         assert revoked.returncode == 3 and "invalid or revoked" in revoked.stderr
 
-        audit = json.loads(cli(["audit", "list", "--json"], env).stdout)
+        audit = json.loads(mpaas(["audit", "list", "--json"], env).stdout)
         assert {"app.create", "token.create", "token.revoke"} <= {e["action"] for e in audit["items"]}
     finally:
         server.stop()

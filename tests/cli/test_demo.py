@@ -25,7 +25,7 @@ def test_demo_serves_health_and_sample_app(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 180  # a hang guard only: a loaded machine starts slowly
         while True:
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
             try:
@@ -52,6 +52,17 @@ def test_demo_serves_health_and_sample_app(tmp_path: Path) -> None:
             ]
         assert (tmp_path / ".mpaas" / "mpaas.db").exists()
         assert oct((tmp_path / ".mpaas" / "demo-token").stat().st_mode & 0o777) == "0o600"
+        # The README's promise: the console's admin signs in with the password the demo keeps.
+        saved = tmp_path / ".mpaas" / "demo-console-password"
+        assert oct(saved.stat().st_mode & 0o777) == "0o600"
+        sign_in = urllib.request.Request(
+            f"http://127.0.0.1:{port}/console/api/session",
+            data=json.dumps({"username": "admin", "password": saved.read_text().strip()}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(sign_in, timeout=30) as resp:
+            assert json.loads(resp.read())["role"] == "admin"
     finally:
         proc.terminate()
         proc.wait(timeout=20)

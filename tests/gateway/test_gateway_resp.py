@@ -99,3 +99,19 @@ async def test_the_script_is_loaded_again_after_a_flush() -> None:
     assert (await store.admit("nonce:{bank}:r:2", time.time() + 300, bucket, time.time())).admitted
     assert not (await store.admit("nonce:{bank}:r:2", time.time() + 300, bucket, time.time())).fresh
     await store.close()
+
+
+async def test_non_ascii_keys_are_framed_by_their_bytes() -> None:
+    """The admission writes its frame by hand for ASCII keys; any other key must still arrive whole."""
+    url = os.environ.get("MPAAS_TEST_REDIS_URL")
+    if not url:
+        pytest.skip("MPAAS_TEST_REDIS_URL is not set")
+    store = RedisAdmission(url, f"mpaas-test-{secrets.token_hex(6)}:")
+    one = [Bucket("rl:{bank}:dev:čé", "device", Rate(1, 3600.0))]
+    now = time.time()
+    assert (await store.admit("nonce:{bank}:é:1", now + 300, one, now)).admitted
+    assert not (await store.admit("nonce:{bank}:é:1", now + 300, one, now)).fresh
+    limited = await store.admit("nonce:{bank}:é:2", now + 300, one, now)
+    assert (limited.limited, limited.retry_after > 3000) == ("device", True)
+    assert await store.client.call("PING") == "PONG"  # the connection is still in step
+    await store.close()

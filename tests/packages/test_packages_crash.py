@@ -1,4 +1,8 @@
-"""The CLI's publish against a real server process: progress, --json, resume, and kill -9."""
+"""The CLI's publish against a real server process: progress, --json, resume, and kill -9.
+
+The publishes that are killed run as subprocesses; the others run the CLI in-process
+(`mpaas`), except where a one-line error on a real stderr is the point (`cli`).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,16 @@ import json
 import os
 import signal
 import subprocess
+import tarfile
 import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from mpaas.settings import Settings
 from tests_support import MPAAS, Server, cli
+from tests_support import cli_in_process as mpaas
 
 
 def write_tree(root: Path, files: int, salt: str = "") -> Path:
@@ -38,15 +46,15 @@ def test_publish_json_and_idempotent_rerun(server_env: tuple[Server, dict[str, s
         "--version",
         "1.0.0",
     ]
-    first = json.loads(cli([*args, "--json"], env).stdout)
+    first = json.loads(mpaas([*args, "--json"], env).stdout)
     assert first["created"] is True and first["file_count"] == 51
     assert set(first) >= {"id", "version", "package_hash", "size", "file_count"}
-    again = cli(args, env)
+    again = mpaas(args, env)
     assert "already published" in again.stdout
     tree2 = write_tree(tmp_path / "v1b", 50, salt="other")
-    clash = cli(["publish", str(tree2), *args[2:]], env, check=False)
+    clash = mpaas(["publish", str(tree2), *args[2:]], env, check=False)
     assert clash.returncode == 1 and "already published with different content" in clash.stderr
-    listed = json.loads(cli(["packages", "list", "--app", "bank", "--json"], env).stdout)
+    listed = json.loads(mpaas(["packages", "list", "--app", "bank", "--json"], env).stdout)
     assert [p["version"] for p in listed["items"]] == ["1.0.0"]
     bad = cli(
         ["publish", str(tree), "--app", "bank", "--kind", "hotfix", "--id", "x", "--version", "1"],
@@ -60,11 +68,15 @@ def test_publish_json_and_idempotent_rerun(server_env: tuple[Server, dict[str, s
     )
 
 
+#: Files of the package killed mid-publish: enough that storing them takes a while.
+CRASH_FILES = 1200
+
+
 def test_sigkill_during_publish_leaves_nothing_visible_and_retry_succeeds(
     server_env: tuple[Server, dict[str, str]], settings: Settings, tmp_path: Path
 ) -> None:
     server, env = server_env
-    tree = write_tree(tmp_path / "big", 3000)
+    tree = write_tree(tmp_path / "big", CRASH_FILES)
     args = [
         "publish",
         str(tree),
@@ -80,27 +92,34 @@ def test_sigkill_during_publish_leaves_nothing_visible_and_retry_succeeds(
     ]
     publisher = subprocess.Popen([*MPAAS, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     blob_root = settings.data_dir / "blobs" / "sha256"
+
+    def stored() -> int:
+        return sum(1 for p in blob_root.rglob("*") if p.is_file()) if blob_root.exists() else 0
+
     deadline = time.monotonic() + 120
-    # Wait until the server is in the middle of storing this package's files, then kill it.
-    while not (blob_root.exists() and sum(1 for _ in blob_root.rglob("*")) > 200):
+    # Once the server is storing this package's files, freeze it: the state checked is the state killed.
+    while stored() < 20:
         assert publisher.poll() is None, publisher.communicate()
         assert time.monotonic() < deadline, "publish never reached the store phase"
-        time.sleep(0.02)
+        time.sleep(0.005)
+    server.freeze()
+    at_kill = stored()
     server.kill9()
     _out, err = publisher.communicate(timeout=60)
     assert publisher.returncode != 0
     assert err.decode().startswith("error:")
 
     server.start()
-    listed = json.loads(cli(["packages", "list", "--app", "bank", "--json"], env).stdout)
+    listed = json.loads(mpaas(["packages", "list", "--app", "bank", "--json"], env).stdout)
     assert listed["items"] == [], "a killed publish must leave no visible package"
 
-    retry = json.loads(cli(args, env).stdout)
-    assert retry["created"] is True and retry["file_count"] == 3001
+    retry = json.loads(mpaas(args, env).stdout)
+    assert retry["created"] is True and retry["file_count"] == CRASH_FILES + 1
     shown = json.loads(
-        cli(["packages", "show", "big", "1.0.0", "--app", "bank", "--files", "--json"], env).stdout
+        mpaas(["packages", "show", "big", "1.0.0", "--app", "bank", "--files", "--json"], env).stdout
     )
-    assert len(shown["files"]) == 3001
+    assert len(shown["files"]) == CRASH_FILES + 1
+    assert at_kill < stored(), "the store phase was over before the kill: nothing was interrupted"
 
 
 def chunk_puts(server: Server) -> int:
@@ -113,21 +132,19 @@ def chunk_puts(server: Server) -> int:
     return total
 
 
+#: Chunks are at most the server's body limit: small ones make an upload many requests long.
+CHUNK = 128 * 1024
+
+
+@pytest.mark.server_env(MPAAS_MAX_BODY_BYTES=str(CHUNK))
 def test_interrupted_cli_upload_resumes_from_the_server_offset(
     server_env: tuple[Server, dict[str, str]], settings: Settings, tmp_path: Path
 ) -> None:
     server, env = server_env
-    # Small chunks make the upload many requests long, so it can be interrupted half-way.
-    server.stop()
-    env = env | {"MPAAS_MAX_BODY_BYTES": str(256 * 1024)}
-    server.env = env
-    server.start()
     payload = tmp_path / "big.tar.gz"
-    import tarfile
-
     with tarfile.open(payload, "w:gz", compresslevel=0) as tf:
         blob = tmp_path / "blob.bin"
-        blob.write_bytes(os.urandom(12 << 20))
+        blob.write_bytes(os.urandom(6 << 20))
         tf.add(blob, "assets/blob.bin")
         (tmp_path / "index.html").write_text("<html></html>")
         tf.add(tmp_path / "index.html", "index.html")
@@ -155,14 +172,15 @@ def test_interrupted_cli_upload_resumes_from_the_server_offset(
     while received() <= size // 3:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline
-        time.sleep(0.01)
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGSTOP)  # the CLI holds where it is: what is checked below is what is killed
+    sent_before = chunk_puts(server)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
-    sent_before = chunk_puts(server)
-    assert 0 < sent_before * 256 * 1024 < size
+    assert 0 < sent_before * CHUNK < size, "the upload was over before the kill: nothing was interrupted"
 
-    result = json.loads(cli(args, env).stdout)
+    result = json.loads(mpaas(args, env).stdout)
     assert result["created"] is True and result["file_count"] == 2
     resumed = chunk_puts(server) - sent_before
-    full = -(-size // (256 * 1024))
+    full = -(-size // CHUNK)
     assert resumed < full, f"the retry sent {resumed} chunks; a restart from zero needs {full}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -17,10 +18,15 @@ from mpaas.push.providers.base import Notification
 from mpaas.push.providers.fcm import FcmProvider
 from mpaas.push.standins.apns import ApnsStandin
 from mpaas.push.standins.fcm import FcmStandin
+from tests_support import LoopClock
 
 TEAM_ID = "TEAM123456"
 KEY_ID = "KEY1234567"
 TOPIC = "com.example.app"
+#: The providers' request timeout where answers are expected: only a hang guard. A loaded
+#: machine took over 5 s to put 500 requests through 20 streams; tests of timeouts set
+#: their own and end held requests with the ``loop_clock`` fixture.
+ANSWERED_TIMEOUT = 60.0
 
 
 class FakeClock:
@@ -48,6 +54,17 @@ class ApnsCredentials:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+async def loop_clock() -> AsyncIterator[LoopClock]:
+    loop = asyncio.get_running_loop()
+    clock = LoopClock(loop)
+    loop.time = clock.time  # type: ignore[method-assign]
+    try:
+        yield clock
+    finally:
+        del loop.time  # back to the class's method
 
 
 def apns_token(i: int = 0) -> str:
@@ -119,7 +136,7 @@ async def make_apns(apns_credentials: ApnsCredentials) -> AsyncIterator[MakeApns
             tls=standin.tls,
             ssl_context=standin.client_ssl_context() if standin.tls else None,
         )
-        options: dict[str, Any] = {"request_timeout": 5.0, **kwargs}
+        options: dict[str, Any] = {"request_timeout": ANSWERED_TIMEOUT, **kwargs}
         provider = ApnsProvider(
             key=creds.key_pem,
             key_id=creds.key_id,
@@ -156,7 +173,7 @@ async def make_fcm(fcm_standin: FcmStandin, tmp_path: Path) -> AsyncIterator[Mak
     account = fcm_standin.write_service_account(tmp_path / "service-account.json", base_url=base_url)
 
     def make(**kwargs: Any) -> FcmProvider:
-        options: dict[str, Any] = {"request_timeout": 5.0, **kwargs}
+        options: dict[str, Any] = {"request_timeout": ANSWERED_TIMEOUT, **kwargs}
         provider = FcmProvider(
             service_account_file=account, endpoint_base=f"{base_url}/v1/projects", **options
         )

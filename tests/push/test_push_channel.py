@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,11 @@ from mpaas.appkeys import DB
 from mpaas.identity.audit import Actor
 from mpaas.identity.tokens import create_token
 from mpaas.push.models import PushDelivery
+from mpaas.push.service_key import PUSH
 from mpaas.push.standins.apns import ApnsStandin
+from mpaas.push.worker import PushWorker
 from mpaas.settings import Settings
+from mpaas.storage.db import utcnow
 
 FAST = {"push_poll_interval": 0.05, "push_backoff_base": 0.01, "push_backoff_max": 0.05}
 TOKEN = f"{1:064x}"
@@ -36,7 +40,6 @@ def push_settings(
         apns_team_id=apns_credentials.team_id,
         apns_topic=apns_credentials.topic,
         apns_endpoint=f"http://127.0.0.1:{apns_standin.port}",
-        push_ws_heartbeat=0.5,
         **FAST,
     )
 
@@ -79,9 +82,9 @@ class Env:
         return sorted(rows, key=lambda d: d.id or 0)
 
 
-@pytest.fixture
-async def env(aiohttp_client: Any, push_settings: Settings) -> Env:
-    client = await aiohttp_client(create_app(push_settings))
+async def make_env(aiohttp_client: Any, settings: Settings) -> Env:
+    """The real app on ``settings`` with app 'bank', a push operator and its deployment key."""
+    client = await aiohttp_client(create_app(settings))
     _r, ops = await create_token(client.app[DB], Actor("test"), name="ops", role="push-operator")
     _r, admin = await create_token(client.app[DB], Actor("test"), name="admin", role="admin")
     resp = await client.post(
@@ -91,6 +94,21 @@ async def env(aiohttp_client: Any, push_settings: Settings) -> Env:
     )
     key = next(c["deployment_key"] for c in (await resp.json())["channels"] if c["name"] == "production")
     return Env(client, {"Authorization": f"Bearer {ops}"}, key)
+
+
+@pytest.fixture
+async def env(aiohttp_client: Any, push_settings: Settings) -> Env:
+    # The default 30 s heartbeat: a busy machine that answers a ping late must not lose a socket.
+    return await make_env(aiohttp_client, push_settings)
+
+
+def run_worker_later(env: Env, seconds: float) -> PushWorker:
+    """Move the app's push worker clock ``seconds`` ahead: deadlines pass without waiting for them."""
+    worker = env.client.app[PUSH].worker
+    assert worker is not None
+    worker.clock = lambda: utcnow() + timedelta(seconds=seconds)
+    worker.wake()
+    return worker
 
 
 async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
@@ -155,7 +173,8 @@ async def test_ws_delivery_ack_reconnect_and_redelivery(env: Env) -> None:
     assert (await env.stats(third))["arrived"] == 0
 
 
-async def test_heartbeat_closes_a_dead_connection(env: Env) -> None:
+async def test_heartbeat_closes_a_dead_connection(aiohttp_client: Any, push_settings: Settings) -> None:
+    env = await make_env(aiohttp_client, push_settings.with_overrides(push_ws_heartbeat=0.2))
     headers = await env.register("w1")
     ws = await env.client.ws_connect("/client/v1/push/ws", headers=headers, autoping=False)
     while True:  # never answer the server's pings
@@ -166,8 +185,6 @@ async def test_heartbeat_closes_a_dead_connection(env: Env) -> None:
     await ws.close()
 
     async def detached() -> bool:
-        from mpaas.push.service_key import PUSH
-
         return not env.client.app[PUSH].hub.connections
 
     await wait_for(detached)
@@ -175,7 +192,15 @@ async def test_heartbeat_closes_a_dead_connection(env: Env) -> None:
 
 async def test_fallback_to_apns_when_no_ack_in_time(env: Env, apns_standin: ApnsStandin) -> None:
     headers = await env.register("phone", "apns", TOKEN)
-    mid = await env.send(audience={"devices": ["phone"]}, title="t", fallback="ws_then_native", ack_timeout=1)
+    mid = await env.send(
+        audience={"devices": ["phone"]}, title="t", fallback="ws_then_native", ack_timeout=60
+    )
+
+    async def armed() -> bool:
+        return any(d.ack_deadline is not None for d in await env.deliveries(mid))
+
+    await wait_for(armed)
+    run_worker_later(env, 61)  # the ack deadline has passed for the worker, with no ack
 
     async def fell_back() -> bool:
         st = await env.stats(mid)
@@ -209,7 +234,9 @@ async def test_fallback_to_apns_when_no_ack_in_time(env: Env, apns_standin: Apns
 async def test_no_fallback_when_the_ws_ack_comes_in_time(env: Env, apns_standin: ApnsStandin) -> None:
     headers = await env.register("phone", "apns", TOKEN)
     ws = await env.client.ws_connect("/client/v1/push/ws", headers=headers)
-    mid = await env.send(audience={"devices": ["phone"]}, title="t", fallback="ws_then_native", ack_timeout=1)
+    mid = await env.send(
+        audience={"devices": ["phone"]}, title="t", fallback="ws_then_native", ack_timeout=60
+    )
     frame = await next_push(ws)
     await ws.send_json({"type": "ack", "id": frame["id"]})
     await ws.receive(timeout=30)
@@ -218,7 +245,8 @@ async def test_no_fallback_when_the_ws_ack_comes_in_time(env: Env, apns_standin:
         return all(d.ack_deadline is None for d in await env.deliveries(mid))
 
     await wait_for(disarmed)
-    await asyncio.sleep(1.5)  # past the ack timeout: a fallback would have fired by now
+    worker = run_worker_later(env, 3600)  # far past the ack timeout
+    await worker.housekeeping_once()  # one whole sweep: an armed deadline would fire here
     rows = await env.deliveries(mid)
     assert [(d.channel, d.status) for d in rows] == [("ws", "sent")]
     assert apns_standin.by_token[TOKEN] == 0

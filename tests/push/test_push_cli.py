@@ -1,4 +1,4 @@
-"""`mpaas push …` as subprocesses: send/stats/list against a server, and `push worker` killed with SIGKILL."""
+"""`mpaas push …`: send/stats/list against a server (in-process CLI), and `push worker` killed with SIGKILL."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from mpaas.identity.tokens import create_token
 from mpaas.push.models import PushDelivery
 from mpaas.push.standins.apns import ApnsStandin
 from mpaas.settings import Settings
+from tests_support import cli_in_thread
 
 MPAAS = [sys.executable, "-m", "mpaas.cli.main"]
 DEVICES = 120
@@ -28,15 +29,6 @@ DEVICES = 120
 
 def token(i: int) -> str:
     return f"{i:064x}"
-
-
-async def run_cli(args: list[str], env: dict[str, str]) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        *MPAAS, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
 
 
 async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float = 60.0) -> None:
@@ -72,9 +64,14 @@ def worker_env(
     }
 
 
-async def setup_app(aiohttp_client: Any, settings: Settings, devices: int) -> tuple[Any, str]:
-    """A server without its own worker, app 'bank' with ``devices`` APNs devices; returns (client, ops token)."""
-    client = await aiohttp_client(create_app(settings.with_overrides(push_worker=False)))
+async def setup_app(
+    aiohttp_client: Any, settings: Settings, devices: int, *, worker: bool = False
+) -> tuple[Any, str]:
+    """A server (with its own push worker or not), app 'bank' with ``devices`` APNs devices.
+
+    Returns (client, ops token).
+    """
+    client = await aiohttp_client(create_app(settings.with_overrides(push_worker=worker)))
     _r, ops = await create_token(client.app[DB], Actor("test"), name="ops", role="push-operator")
     _r, admin = await create_token(client.app[DB], Actor("test"), name="admin", role="admin")
     resp = await client.post(
@@ -97,7 +94,6 @@ async def test_worker_killed_mid_batch_loses_nothing(
     aiohttp_client: Any, settings: Settings, worker_env: dict[str, str], apns_standin: ApnsStandin
 ) -> None:
     client, ops = await setup_app(aiohttp_client, settings, DEVICES)
-    apns_standin.response_delay = 0.2  # keep batches in flight long enough to be killed mid-way
     resp = await client.post(
         "/api/v1/apps/bank/push/messages",
         json={"audience": {"all": True}, "title": "t"},
@@ -109,16 +105,22 @@ async def test_worker_killed_mid_batch_loses_nothing(
         *MPAAS, "push", "worker", env=worker_env, stderr=asyncio.subprocess.DEVNULL
     )
 
-    async def some_sent() -> bool:
-        return len(apns_standin.requests) >= 30
+    def answered_some_then_hold() -> bool:
+        """After 30 answers the stand-in holds every answer: the rest of the batch stays in flight."""
+        if len(apns_standin.requests) >= 30:
+            apns_standin.hold()
+            return True
+        return False
 
-    await wait_for(some_sent)
-    first.kill()  # SIGKILL: no graceful stop, leases stay on its rows
+    await asyncio.wait_for(apns_standin.wait_for(answered_some_then_hold), 60)
+    await asyncio.wait_for(apns_standin.wait_for(lambda: len(apns_standin.held) > 0), 60)
+    first.kill()  # SIGKILL while requests are truly in flight; leases stay on its rows
     await first.wait()
+    held_ids = {apns_id for _conn, _stream, apns_id, _answer in apns_standin.held}
+    in_flight = {r.token for r in apns_standin.requests if r.apns_id in held_ids}
     before = Counter(apns_standin.by_token)
     assert sum(before.values()) < DEVICES
-
-    apns_standin.response_delay = 0.0
+    apns_standin.release()  # the held answers go to a dead connection
     second = await asyncio.create_subprocess_exec(
         *MPAAS, "push", "worker", env=worker_env, stderr=asyncio.subprocess.DEVNULL
     )
@@ -142,57 +144,55 @@ async def test_worker_killed_mid_batch_loses_nothing(
     repeated = {t for t, n in counts.items() if n > 1}
     # Only deliveries in flight at the kill are sent again, and only once (at-least-once).
     assert repeated <= set(before) and all(counts[t] == 2 for t in repeated)
+    assert in_flight <= repeated  # never answered: the second worker had to send them again
 
 
 async def test_cli_send_stats_list(
-    aiohttp_client: Any, settings: Settings, worker_env: dict[str, str], apns_standin: ApnsStandin
+    aiohttp_client: Any, settings: Settings, apns_standin: ApnsStandin, apns_credentials: Any, tmp_path: Path
 ) -> None:
-    client, ops = await setup_app(aiohttp_client, settings, 6)
-    env = worker_env | {"MPAAS_SERVER": str(client.make_url("")).rstrip("/"), "MPAAS_TOKEN": ops}
-    out = json.loads(
-        await run_cli(
-            [
-                "push",
-                "send",
-                "--app",
-                "bank",
-                "--user",
-                "u1",
-                "--title",
-                "Hi",
-                "--body",
-                "There",
-                "--ttl",
-                "1h",
-                "--json",
-            ],
-            env,
-        )
+    """send/stats/list through the CLI; the app's own worker delivers (the subprocess worker is tested above)."""
+    key_file = tmp_path / "AuthKey.p8"
+    key_file.write_text(apns_credentials.key_pem)
+    with_apns = settings.with_overrides(
+        apns_key_file=str(key_file),
+        apns_key_id=apns_credentials.key_id,
+        apns_team_id=apns_credentials.team_id,
+        apns_topic=apns_credentials.topic,
+        apns_endpoint=f"http://127.0.0.1:{apns_standin.port}",
+        push_poll_interval=0.05,
     )
+    client, ops = await setup_app(aiohttp_client, with_apns, 6, worker=True)
+    env = {
+        "MPAAS_SERVER": str(client.make_url("")).rstrip("/"),
+        "MPAAS_TOKEN": ops,
+        "MPAAS_CONFIG_HOME": str(tmp_path / "cfg"),
+    }
+
+    async def mpaas(*args: str) -> str:
+        return str((await cli_in_thread(list(args), env)).stdout)
+
+    out = json.loads(
+        await mpaas(
+            "push", "send", "--app", "bank", "--user", "u1", "--title", "Hi", "--body", "There",
+            "--ttl", "1h", "--json",
+        )
+    )  # fmt: skip
     assert out["audience"] == {"users": ["u1"]} and out["ttl"] == 3600
     later = json.loads(
-        await run_cli(
-            ["push", "send", "--app", "bank", "--all", "--title", "Later", "--at", "+2h", "--json"], env
-        )
+        await mpaas("push", "send", "--app", "bank", "--all", "--title", "Later", "--at", "+2h", "--json")
     )
     assert later["status"] == "scheduled"
-    worker = await asyncio.create_subprocess_exec(
-        *MPAAS, "push", "worker", env=worker_env, stderr=asyncio.subprocess.DEVNULL
-    )
-    try:
 
-        async def sent() -> bool:
-            stats = json.loads(await run_cli(["push", "stats", str(out["id"]), "--json"], env))["stats"]
-            return bool(stats["sent"] == 2)
+    async def sent() -> bool:
+        async with client.app[DB].session() as s:
+            rows = (await s.exec(select(PushDelivery).where(PushDelivery.message_id == out["id"]))).all()
+        return len(rows) == 2 and all(r.status == "sent" for r in rows)
 
-        await wait_for(sent)
-    finally:
-        worker.terminate()
-        await worker.wait()
-    stats = json.loads(await run_cli(["push", "stats", str(out["id"]), "--json"], env))["stats"]
+    await wait_for(sent)
+    stats = json.loads(await mpaas("push", "stats", str(out["id"]), "--json"))["stats"]
     assert (stats["targeted"], stats["sent"], stats["failed"], stats["pending"]) == (2, 2, 0, 0)
-    text = await run_cli(["push", "stats", str(out["id"])], env)
+    text = await mpaas("push", "stats", str(out["id"]))
     assert "targeted: 2" in text and "apns" in text
-    listed = await run_cli(["push", "list", "--app", "bank"], env)
+    listed = await mpaas("push", "list", "--app", "bank")
     assert str(out["id"]) in listed and str(later["id"]) in listed
     assert sorted(apns_standin.by_token.values()) == [1, 1]

@@ -36,5 +36,16 @@ def test_single_head() -> None:
 
 
 async def test_upgrade_is_idempotent(settings: Settings) -> None:
+    """A second upgrade (every server start runs one) changes nothing: same head, same schema."""
+    import_all_models()
     await upgrade_async(settings)
     await upgrade_async(settings)
+    engine = make_engine(settings)
+    try:
+        async with engine.connect() as conn:
+            heads = await conn.run_sync(lambda c: set(MigrationContext.configure(c).get_current_heads()))
+            diff = await conn.run_sync(_diff)
+    finally:
+        await engine.dispose()
+    assert heads == current_heads()
+    assert diff == []

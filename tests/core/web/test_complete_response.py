@@ -156,7 +156,18 @@ async def test_a_client_that_does_not_read_holds_up_its_own_connection(aiohttp_c
     reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
     writer.write(b"GET /large HTTP/1.1\r\nHost: x\r\n\r\n" * 4)
     await writer.drain()
-    await asyncio.sleep(0.5)
+
+    def draining() -> bool:
+        """The server's connection awaits drain: its handler is blocked on this client."""
+        return any(c._drain_waiter is not None for c in client.server.handler.connections)
+
+    # Decided by the event, not a window: either the handler blocks on the unread answer,
+    # or (a writer that never drains) the next answers get built.
+    async def blocked_or_built() -> None:
+        while not (draining() or served > 1):
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(blocked_or_built(), 30)
     assert served == 1  # the first answer waits in the socket; the rest are not built
     received = 0
     while received < 4 * len(big):

@@ -1,4 +1,8 @@
-"""`mpaas release` / `mpaas releases …` against a real server process, checked by update checks."""
+"""`mpaas release` / `mpaas releases …` against a real server process, checked by update checks.
+
+The CLI runs in-process (CliRunner): these tests are about what the commands do, and a
+subprocess per command cost a second of CPU each.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mpaas.packages.releases.rollout import bucket
-from tests_support import Server, cli
+from tests_support import Server
+from tests_support import cli_in_process as mpaas
 
 
 def cli_json(args: list[str], env: dict[str, str]) -> dict[str, Any]:
-    return dict(json.loads(cli([*args, "--json"], env).stdout))
+    return dict(json.loads(mpaas([*args, "--json"], env).stdout))
 
 
 def devices(seed: int, low: int, high: int, *, count: int = 1) -> list[str]:
@@ -83,12 +90,12 @@ def test_release_lifecycle_through_the_cli(server_env: tuple[Server, dict[str, s
 
     listed = cli_json(["releases", "list", "--app", "bank"], env)
     assert [(r["id"], r["channel"], r["version"]) for r in listed["items"]] == [(rid, "staging", "1.0.0")]
-    table = cli(["releases", "list", "--app", "bank"], env).stdout
+    table = mpaas(["releases", "list", "--app", "bank"], env).stdout
     assert "staging" in table and "1.0.0" in table
     shown = cli_json(["releases", "show", str(rid), "--app", "bank"], env)
     assert shown["package_hash"] == v1["package_hash"] and shown["rollout"] == 10
     assert set(shown["counters"]) >= {"checks", "installs", "failures"}
-    assert "counters:" in cli(["releases", "show", str(rid), "--app", "bank"], env).stdout
+    assert "counters:" in mpaas(["releases", "show", str(rid), "--app", "bank"], env).stdout
 
     # Raising the rollout keeps every device already in and adds the next buckets.
     raised = cli_json(["releases", "set-rollout", str(rid), "20", "--app", "bank"], env)
@@ -102,7 +109,7 @@ def test_release_lifecycle_through_the_cli(server_env: tuple[Server, dict[str, s
     assert paused["status"] == "paused" and paused["status_reason"]
     assert action(update_check(server, staging, inside, None)) == ("none", None)
     assert action(update_check(server, staging, inside, v1["package_hash"])) == ("current", "1.0.0")
-    again = cli(["releases", "pause", str(rid), "--app", "bank"], env, check=False)
+    again = mpaas(["releases", "pause", str(rid), "--app", "bank"], env, check=False)
     assert again.returncode != 0 and again.stderr.startswith("error:") and "Traceback" not in again.stderr
     resumed = cli_json(["releases", "resume", str(rid), "--app", "bank"], env)
     assert resumed["status"] == "active" and resumed["rollout"] == 20
@@ -153,10 +160,10 @@ def test_release_errors_are_one_line(server_env: tuple[Server, dict[str, str]], 
     _server, env = server_env
     publish(env, tmp_path / "v1", "1.0.0")
     base = ["release", "transfer", "1.0.0", "--app", "bank", "--channel", "staging"]
-    one_line_error(cli([*base, "--rule", "colour=blue"], env, check=False), "rule")
+    one_line_error(mpaas([*base, "--rule", "colour=blue"], env, check=False), "rule")
     unknown = ["release", "transfer", "9.9.9", "--app", "bank", "--channel", "staging"]
-    one_line_error(cli(unknown, env, check=False), "9.9.9")
-    one_line_error(cli(["releases", "show", "999", "--app", "bank"], env, check=False), "999")
+    one_line_error(mpaas(unknown, env, check=False), "9.9.9")
+    one_line_error(mpaas(["releases", "show", "999", "--app", "bank"], env, check=False), "999")
     nothing = [
         "releases",
         "rollback",
@@ -168,17 +175,15 @@ def test_release_errors_are_one_line(server_env: tuple[Server, dict[str, str]], 
         "--kind",
         "offline",
     ]
-    one_line_error(cli(nothing, env, check=False), "no live release")
+    one_line_error(mpaas(nothing, env, check=False), "no live release")
     assert cli_json(["releases", "list", "--app", "bank"], env)["items"] == []
 
 
+@pytest.mark.server_env(MPAAS_COUNTER_FLUSH_SECONDS="0.1")
 def test_update_checks_of_several_releases_reach_their_counters(
     server_env: tuple[Server, dict[str, str]], tmp_path: Path
 ) -> None:
     server, env = server_env
-    server.stop()
-    server.env = env | {"MPAAS_COUNTER_FLUSH_SECONDS": "0.1"}
-    server.start()
     publish(env, tmp_path / "v1", "1.0.0")
     channels = cli_json(["channels", "list", "--app", "bank"], env)
     keys = {c["name"]: c["deployment_key"] for c in channels.get("items", channels.get("channels", []))}
@@ -197,4 +202,4 @@ def test_update_checks_of_several_releases_reach_their_counters(
             break
         assert all(counted[k] <= n for k, n in expected.items()), counted
         assert time.monotonic() < deadline, f"checks never flushed: {counted}"
-        time.sleep(0.2)
+        time.sleep(0.05)

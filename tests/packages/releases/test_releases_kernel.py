@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -26,6 +27,7 @@ from hypothesis import strategies as st
 
 from mpaas.errors import MpaasError
 from mpaas.packages.releases import check_kernel as compiled_kernel
+from mpaas.packages.releases import kernel_build
 
 
 def _load_pure(name: str = "mpaas_check_kernel_pure") -> ModuleType:
@@ -39,7 +41,21 @@ def _load_pure(name: str = "mpaas_check_kernel_pure") -> ModuleType:
 
 
 pure_kernel = _load_pure()
-KERNELS = [compiled_kernel, pure_kernel]
+SOURCE = Path(pure_kernel.__file__)
+#: Why a pure-versus-compiled comparison cannot run here (None: it can).
+NO_COMPILED_BUILD = (
+    None
+    if compiled_kernel.COMPILED
+    else getattr(compiled_kernel, "STALE_BUILD", None) or "no compiled kernel is installed here"
+)
+#: The kernels to compare: never the pure build with itself.
+KERNELS = [compiled_kernel, pure_kernel] if compiled_kernel.COMPILED else [pure_kernel]
+
+
+def require_compiled() -> None:
+    """Skip, saying why, a test whose point is comparing the compiled build with the source."""
+    if NO_COMPILED_BUILD is not None:
+        pytest.skip(f"pure-versus-compiled comparison not run: {NO_COMPILED_BUILD}")
 
 
 def test_the_source_runs_without_cython(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,15 +72,51 @@ def test_the_source_runs_without_cython(monkeypatch: pytest.MonkeyPatch) -> None
 @pytest.mark.skipif(
     os.environ.get("MPAAS_PURE_PYTHON") == "1" or shutil.which("cc") is None, reason="no compiled build here"
 )
-def test_the_installed_kernel_is_compiled() -> None:
-    """An install with a C compiler must have built the extension: CI fails if the build broke."""
-    assert compiled_kernel.COMPILED
+def test_the_installed_kernel_is_compiled_from_this_source() -> None:
+    """An install with a C compiler must have built the extension from the source as it is now.
+
+    CI fails if the build broke, or if an old extension (a failed rebuild) is still there.
+    """
+    assert compiled_kernel.COMPILED, NO_COMPILED_BUILD
+    assert hashlib.sha256(SOURCE.read_bytes()).hexdigest() == compiled_kernel.BUILT_FROM_SHA256
     assert not pure_kernel.COMPILED
+
+
+def test_a_stale_extension_hands_over_to_the_source_with_a_warning(tmp_path: Path) -> None:
+    """The compiled module, beside a source that changed since its build, loads the source instead."""
+    require_compiled()
+    extension = Path(compiled_kernel.__file__)
+    (tmp_path / "check_kernel.so").write_bytes(extension.read_bytes())
+    (tmp_path / "check_kernel.py").write_bytes(SOURCE.read_bytes() + b"\n# edited after the build\n")
+    probe = (
+        "import importlib.util, logging, sys\n"
+        "logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format='%(levelname)s %(message)s')\n"
+        f"spec = importlib.util.spec_from_file_location('check_kernel', {str(tmp_path / 'check_kernel.so')!r})\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "sys.modules['check_kernel'] = module\n"
+        "spec.loader.exec_module(module)\n"
+        "kernel = sys.modules['check_kernel']\n"
+        "print('COMPILED', kernel.COMPILED, kernel.bucket('device-0', 42))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "WARNING the compiled update-check kernel check_kernel.so was built from" in proc.stdout
+    assert "rebuild it" in proc.stdout
+    assert proc.stdout.rstrip().endswith("COMPILED False 6969")
+
+
+def test_a_kernel_without_a_source_beside_it_is_trusted(tmp_path: Path) -> None:
+    assert kernel_build.stale_reason(str(tmp_path / "check_kernel.so"), None) is None
+    (tmp_path / "check_kernel.py").write_text("x = 1\n")
+    assert kernel_build.stale_reason(str(tmp_path / "check_kernel.so"), None) is not None
+    digest = hashlib.sha256(b"x = 1\n").hexdigest()
+    assert kernel_build.stale_reason(str(tmp_path / "check_kernel.so"), digest) is None
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=80), st.integers(min_value=0, max_value=2**40))
 def test_buckets_agree(device_id: str, seed: int) -> None:
+    require_compiled()
     buckets = {k.bucket(device_id, seed) for k in KERNELS}
     assert len(buckets) == 1 and 0 <= buckets.pop() < 10_000
     assert compiled_kernel.device_hash(device_id) == pure_kernel.device_hash(device_id)
@@ -236,10 +288,10 @@ def test_native_check_answers_as_the_reference(
             assert got == want, raw
             answers.append(got)
         results.append(answers)
-    assert results[0] == results[1]
+    assert all(r == results[0] for r in results)  # the compiled and pure builds agree
 
 
-@pytest.mark.parametrize("k", KERNELS, ids=["compiled", "pure"])
+@pytest.mark.parametrize("k", KERNELS, ids=["compiled" if k.COMPILED else "pure" for k in KERNELS])
 def test_body_errors_match_the_json_endpoints(k: ModuleType) -> None:
     table = _table(k)
     for raw, message in [

@@ -60,9 +60,16 @@ def test_seeds_pick_independent_samples() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(min_size=1, max_size=64), st.integers(min_value=0, max_value=2**31))
-def test_bucket_is_stable_and_in_range(device_id: str, seed: int) -> None:
-    assert bucket(device_id, seed) == bucket(device_id, seed)
-    assert 0 <= bucket(device_id, seed) < 10_000
+def test_a_device_is_admitted_exactly_from_its_bucket_up(device_id: str, seed: int) -> None:
+    """A rollout of ``bp`` basis points admits the devices whose bucket is below ``bp``, no others.
+
+    (That the bucket itself never changes is pinned in test_releases_kernel.py.)
+    """
+    b = bucket(device_id, seed)
+    assert 0 <= b < 10_000
+    assert Targeting(seed=seed, rollout_bp=b + 1).admits(Device(device_id))
+    assert not Targeting(seed=seed, rollout_bp=b).admits(Device(device_id))
+    assert not Targeting(seed=seed + 1, rollout_bp=bucket(device_id, seed + 1)).admits(Device(device_id))
 
 
 def _device(**kw: object) -> Device:

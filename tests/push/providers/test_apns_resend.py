@@ -17,23 +17,31 @@ from aioapns.connection import APNsProductionClientProtocol
 from mpaas.push.providers.apns import ApnsProvider
 from mpaas.push.providers.base import Notification, Outcome
 from mpaas.push.standins.apns import ApnsStandin
+from tests_support import LoopClock
 
 MakeApns = Callable[..., ApnsProvider]
 MakeNote = Callable[..., Notification]
 
 #: A safety net for event waits (a hung test fails instead of waiting for pytest's timeout).
 WAIT = 10
+#: The request timeout where a test ends held requests by moving the loop clock past it: long
+#: enough for answered requests on a busy machine, shorter than aioapns' 10 s idle timer, which
+#: the same clock moves (a connection closed for idleness would end the test differently).
+TIMEOUT = 5.0
 
 
 async def test_timeout_frees_the_stream_and_connection_keeps_working(
-    apns_standin: ApnsStandin, make_apns: MakeApns, make_note: MakeNote
+    apns_standin: ApnsStandin, make_apns: MakeApns, make_note: MakeNote, loop_clock: LoopClock
 ) -> None:
-    provider = make_apns(apns_standin, request_timeout=0.3)
+    provider = make_apns(apns_standin, request_timeout=TIMEOUT)
     assert (await provider.send(make_note(0))).outcome is Outcome.SENT  # the connection is open
     apns_standin.hold()
     slow = make_note(1)
 
-    timed_out = await provider.send(slow)  # held by the stand-in: only the deadline ends it
+    sending = asyncio.create_task(provider.send(slow))  # held by the stand-in: only the deadline ends it
+    await asyncio.wait_for(apns_standin.wait_for(lambda: len(apns_standin.held) == 1), WAIT)
+    loop_clock.advance(TIMEOUT)
+    timed_out = await sending
     await asyncio.wait_for(apns_standin.wait_for(lambda: apns_standin.resets_received == 1), WAIT)
     apns_standin.release()  # the answer to the reset stream is dropped
     after = await provider.send_many([make_note(i) for i in range(2, 12)])
@@ -44,7 +52,8 @@ async def test_timeout_frees_the_stream_and_connection_keeps_working(
     assert apns_standin.connections_accepted == 1
 
 
-DEAD_BODY_COUNT = 5000
+#: 410 bodies are ~51 bytes: 2,800 of them carry more than twice the 64 KiB initial window.
+DEAD_BODY_COUNT = 2800
 
 
 async def test_thousands_of_error_bodies_do_not_stall_or_resend(
@@ -65,7 +74,7 @@ async def test_thousands_of_error_bodies_do_not_stall_or_resend(
     assert set(apns_standin.by_apns_id.values()) == {1}
     assert apns_standin.connections_accepted == 1
     # Far more than the 64 KiB initial window travelled in error bodies, acknowledged by the client.
-    assert apns_standin.response_body_bytes > 3 * 65535
+    assert apns_standin.response_body_bytes > 2 * 65535
     assert apns_standin.window_updates_received > 0
 
 
@@ -107,7 +116,8 @@ async def test_unpatched_aioapns_stalls_and_resends(apns_standin: ApnsStandin, a
     assert apns_standin.window_updates_received == 0
 
 
-FLOW_COUNT = 3000
+#: More than the 1,000 in flight, with bodies large enough to fill several send windows.
+FLOW_COUNT = 1500
 
 
 async def test_full_send_window_waits_for_window_update_instead_of_retrying(
@@ -118,7 +128,7 @@ async def test_full_send_window_waits_for_window_update_instead_of_retrying(
     The provider used to turn h2's FlowControlError into RETRY (thousands of them per run);
     it must wait for the server's WINDOW_UPDATE and send each notification exactly once.
     """
-    notes = [make_note(i, data={"pad": "x" * 64}) for i in range(FLOW_COUNT)]
+    notes = [make_note(i, data={"pad": "x" * 256}) for i in range(FLOW_COUNT)]
     provider = make_apns(apns_standin, max_connections=1, concurrency=1000, request_timeout=60.0)
     # An open connection, as in steady state: the whole first 1,000 leave in one event-loop tick.
     warm_up = make_note(FLOW_COUNT)
@@ -160,17 +170,20 @@ async def test_peer_max_concurrent_streams_is_respected(
 
 
 async def test_request_waiting_for_a_stream_times_out_unsent(
-    apns_credentials: Any, make_apns: MakeApns, make_note: MakeNote
+    apns_credentials: Any, make_apns: MakeApns, make_note: MakeNote, loop_clock: LoopClock
 ) -> None:
     """The request timeout covers the wait for a stream or window; a request that never left is not sent later."""
     c = apns_credentials
     standin = ApnsStandin(verify_key=c.key.public_key(), team_id=c.team_id, max_concurrent_streams=1)
     await standin.start()
     try:
-        provider = make_apns(standin, max_connections=1, request_timeout=0.3)
+        provider = make_apns(standin, max_connections=1, request_timeout=TIMEOUT)
         standin.hold()  # the one stream stays busy: only the deadline ends the three requests
         notes = [make_note(i) for i in range(3)]
-        timed_out = await provider.send_many(notes)
+        sending = asyncio.create_task(provider.send_many(notes))
+        await asyncio.wait_for(standin.wait_for(lambda: len(standin.held) == 1), WAIT)
+        loop_clock.advance(TIMEOUT)
+        timed_out = await sending
         await asyncio.wait_for(standin.wait_for(lambda: standin.resets_received == 1), WAIT)
         standin.release()  # the answer to the reset stream is dropped
         after = await provider.send(make_note(9))

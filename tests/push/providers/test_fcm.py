@@ -150,27 +150,23 @@ async def test_revoked_access_token_retries_then_recovers(fcm_standin: FcmStandi
 async def test_sends_run_off_the_event_loop_and_are_bounded(
     fcm_standin: FcmStandin, make_fcm: MakeFcm
 ) -> None:
-    provider = make_fcm(concurrency=8)
-    fcm_standin.response_delay = 0.1
-    busy_ticks = 0
-    stop = asyncio.Event()
+    provider = make_fcm(concurrency=8, request_timeout=60.0)  # held sends end by release, not a deadline
+    fcm_standin.hold()
+    sending = asyncio.create_task(provider.send_many([note(i) for i in range(50)]))
 
-    async def ticker() -> None:
-        nonlocal busy_ticks
-        while not stop.is_set():
-            if fcm_standin.in_flight > 0:
-                busy_ticks += 1
-            await asyncio.sleep(0.005)
+    async def all_workers_waiting() -> None:
+        while fcm_standin.in_flight < 8:
+            await asyncio.sleep(0.01)
 
-    ticking = asyncio.create_task(ticker())
-    results = await provider.send_many([note(i) for i in range(50)])
-    stop.set()
-    await ticking
+    # The stand-in shares this event loop: it can take 8 sends at once only if the sends
+    # block worker threads, not the loop (a blocking send would never let it answer).
+    await asyncio.wait_for(all_workers_waiting(), 30)
+    assert not sending.done()
+    fcm_standin.release()
+    results = await asyncio.wait_for(sending, 30)
 
-    # The stand-in shares this event loop: a blocking send would starve it into timeouts.
     assert [r.outcome for r in results] == [Outcome.SENT] * 50
-    assert busy_ticks > 0
-    assert 2 <= fcm_standin.max_in_flight <= 8
+    assert fcm_standin.max_in_flight == 8  # all 8 threads at once, never a 9th
     assert fcm_standin.token_requests == 1  # one access token shared by the worker threads
 
 

@@ -1,0 +1,186 @@
+"""Funnels and paths: what persons did next.
+
+Funnel: a person reaches step k when they have events of steps 1..k at strictly
+increasing times with step k before ``step 1 + window`` (exclusive). The level is the
+furthest step reached from any start. One pass per step over each person's step events
+in time order carries, per row, the latest start of a chain that reaches the row's step
+(a later start only widens what the window allows, so the latest one is the one to keep).
+On DuckDB, which computes a CTE read twice once, pass k reads only the rows that reached
+step k-1 and step k's own rows (:func:`_per_step_passes`, about 2.5x faster); ClickHouse
+inlines CTEs, so there each pass carries every step row forward instead.
+The time from step k-1 to step k is measured at the person's first event that reaches
+step k, from the latest earlier event that reached step k-1. The breakdown value is that
+of the person's first step-1 event (ties by message id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from mpaas.analytics.reports.engine import ReportEngine
+from mpaas.analytics.reports.errors import InvalidReportParameter
+from mpaas.analytics.reports.params import (
+    COLUMNS,
+    DEFAULT_FUNNEL_WINDOW,
+    SESSION_GAP,
+    FunnelGroup,
+    FunnelResult,
+    FunnelStep,
+    FunnelStepResult,
+    PathsResult,
+    PathStep,
+    ReportQuery,
+)
+from mpaas.analytics.reports.sql import Base, all_of
+
+MAX_STEPS = 20
+#: Stands for "no breakdown value" inside the query (aggregates skip NULLs).
+NO_VALUE = "\x1f(none)"
+MAX_WINDOW = timedelta(days=366)
+
+
+def _columns(steps: Sequence[FunnelStep], breakdown: bool) -> tuple[str, ...]:
+    """What the steps read from ``ev``: the basics and the columns their filters name (the
+    message id and breakdown value only for a breakdown)."""
+    named = {f.field if f.field in COLUMNS else "props" for s in steps for f in s.filters}
+    extra = ("mid", "bd") if breakdown else ()
+    return ("person", "ts", *extra, "name", *sorted(named - {"name"}))
+
+
+def _step_cond(engine: ReportEngine, step: FunnelStep, alias: str) -> str:
+    """A step's condition over one ``ev`` row aliased ``alias``."""
+    d = engine.dialect
+    return " AND ".join([f"{alias}.name = {d.text(step.event)}", all_of(d, step.filters, alias + ".")])
+
+
+def _per_step_passes(engine: ReportEngine, n: int, w: int, over: str) -> list[str]:
+    """The passes over only the rows each step needs (for an engine that computes a CTE
+    used twice only once): ``r{k}`` holds the rows that reached step k, with the start
+    ``s`` of their chain and the gap ``g`` from step k-1, found among step k's rows and
+    ``r{k-1}``; ``pl`` is each person's level and gaps."""
+    d = engine.dialect
+    ctes = ["r0 AS (SELECT person, ts, ts AS s, 0 AS g FROM c0 WHERE i0 = 1)"]
+    for k in range(1, n):
+        ctes.append(
+            f"""r{k} AS (SELECT person, ts, ms AS s, ts - mp AS g FROM (
+  SELECT person, ts, cand, max(CASE WHEN cand = 0 THEN s END) {over} AS ms,
+    max(CASE WHEN cand = 0 THEN ts END) {over} AS mp
+  FROM (SELECT person, ts, s, 0 AS cand FROM r{k - 1}
+        UNION ALL SELECT person, ts, ts AS s, 1 AS cand FROM c0 WHERE i{k} = 1) AS u{k}
+) AS w{k} WHERE cand = 1 AND ts - ms < {w})"""
+        )
+    union = " UNION ALL ".join(f"SELECT person, {k} AS k, ts, g FROM r{k}" for k in range(n))
+    gaps = ", ".join(
+        f"{d.arg_min(f'CASE WHEN k = {k} THEN g END', f'CASE WHEN k = {k} THEN ts END')} AS g{k}"
+        for k in range(1, n)
+    )
+    ctes.append(f"pl AS (SELECT person, max(k) + 1 AS lvl, {gaps} FROM ({union}) AS rk GROUP BY person)")
+    return ctes
+
+
+def funnel(
+    engine: ReportEngine,
+    query: ReportQuery,
+    steps: Sequence[FunnelStep],
+    *,
+    window: timedelta = DEFAULT_FUNNEL_WINDOW,
+) -> FunnelResult:
+    if not 2 <= len(steps) <= MAX_STEPS:
+        raise InvalidReportParameter(f"a funnel has 2 to {MAX_STEPS} steps")
+    if not timedelta(seconds=1) <= window <= MAX_WINDOW:
+        raise InvalidReportParameter("the conversion window is 1 second to 366 days")
+    base = Base(engine, query)
+    d = engine.dialect
+    n, w = len(steps), int(window.total_seconds() * 1000)
+    # rows strictly earlier than this one (ts in ms: "1 PRECEDING" excludes equal times)
+    over = "OVER (PARTITION BY person ORDER BY ts RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
+    by = query.breakdown is not None
+    flags = ", ".join(
+        f"CASE WHEN {_step_cond(engine, st, 'x')} THEN 1 ELSE 0 END AS i{k}" for k, st in enumerate(steps)
+    )
+    ctes = [
+        base.links(),
+        base.ev(_columns(steps, by), names=sorted({s.event for s in steps}), activity=False),
+        # the window passes carry only what they need: they sort every column they carry
+        f"c0 AS (SELECT x.person AS person, x.ts AS ts, {flags}, "
+        "CASE WHEN i0 = 1 THEN x.ts END AS s0 FROM ev AS x WHERE x.person IS NOT NULL)",
+    ]
+    if d.materializes_ctes:
+        ctes += _per_step_passes(engine, n, w, over)
+    else:
+        for k in range(1, n):
+            # s{k}: the latest start of a chain that reaches step k at this row, within the window;
+            # p{k}: the time of the latest row before it that reached step k-1
+            reached = f"i{k} = 1 AND ts - max(s{k - 1}) {over} < {w}"
+            ctes.append(
+                f"c{k} AS (SELECT *, CASE WHEN {reached} THEN max(s{k - 1}) {over} END AS s{k}, "
+                f"CASE WHEN {reached} THEN max(CASE WHEN s{k - 1} IS NOT NULL THEN ts END) {over} END "
+                f"AS p{k} "
+                f"FROM c{k - 1})"
+            )
+        level = (
+            "CASE "
+            + " ".join(f"WHEN count(s{k}) > 0 THEN {k + 1}" for k in range(n - 1, 0, -1))
+            + " ELSE 1 END"
+        )
+        gaps = ", ".join(
+            f"{d.arg_min(f'ts - p{k}', f'CASE WHEN s{k} IS NOT NULL THEN ts END')} AS g{k}"
+            for k in range(1, n)
+        )
+        ctes.append(
+            f"pl AS (SELECT person, {level} AS lvl, {gaps} FROM c{n - 1} "
+            "GROUP BY person HAVING count(s0) > 0)"
+        )
+    if by:  # each person's first step-1 event's breakdown value, joined to its level
+        first_key = f"{d.to_text('x.ts')} || x.mid"
+        ctes.append(
+            f"fb AS (SELECT x.person AS person, "
+            f"{d.arg_min(f'coalesce(x.bd, {d.text(NO_VALUE)})', first_key)} AS b FROM ev AS x "
+            f"WHERE x.person IS NOT NULL AND {_step_cond(engine, steps[0], 'x')} GROUP BY x.person)"
+        )
+        source = "pl JOIN fb ON fb.person = pl.person"
+    else:
+        source = f"(SELECT *, {d.text(NO_VALUE)} AS b FROM pl) AS plb"
+    reached = ", ".join(f"sum(CASE WHEN lvl >= {k + 1} THEN 1 ELSE 0 END)" for k in range(n))
+    medians = ", ".join(d.quantile(f"g{k}", 0.5) for k in range(1, n))
+    rows = base.run(ctes, f"SELECT b, {reached}, {medians} FROM {source} GROUP BY b")
+    rows = [(None if r[0] == NO_VALUE else r[0], *r[1:]) for r in rows]
+    groups = []
+    for row in sorted(rows, key=lambda r: (r[0] is not None, str(r[0] or ""))):
+        counts = [int(c) for c in row[1 : 1 + n]]
+        med = [None, *row[1 + n :]]
+        results = tuple(
+            FunnelStepResult(
+                steps[k].event,
+                counts[k],
+                counts[k - 1] - counts[k] if k else 0,
+                None if med[k] is None else float(med[k]) / 1000.0,
+            )
+            for k in range(n)
+        )
+        groups.append(FunnelGroup(None if row[0] is None else str(row[0]), results))
+    return FunnelResult(int(window.total_seconds()), tuple(groups))
+
+
+def paths(engine: ReportEngine, query: ReportQuery, event: str, *, limit: int = 10) -> PathsResult:
+    """The events persons did right after ``event`` in the same session (``$end`` if the
+    session ended: no next event, or the next came more than 30 minutes later)."""
+    if not 1 <= limit <= 1000:
+        raise InvalidReportParameter("limit: 1 to 1000")
+    base = Base(engine, query)
+    d = engine.dialect
+    over = "PARTITION BY person ORDER BY ts, mid"
+    gap = int(SESSION_GAP.total_seconds() * 1000)
+    rows = base.run(
+        [
+            base.links(),
+            base.ev(("person", "name", "ts", "mid")),
+            f"sq AS (SELECT person, name, ts, {d.lead('name', over)} AS nxt, {d.lead('ts', over)} AS nts "
+            "FROM ev WHERE person IS NOT NULL)",
+        ],
+        f"SELECT CASE WHEN nxt IS NULL OR nts - ts > {gap} THEN '$end' ELSE nxt END AS step, count(*), "
+        f"count(DISTINCT person) FROM sq WHERE name = {d.text(event)} GROUP BY step",
+    )
+    found = sorted(((str(s), int(n), int(u)) for s, n, u in rows), key=lambda r: (-r[1], r[0]))
+    return PathsResult(event, sum(r[1] for r in found), tuple(PathStep(*r) for r in found[:limit]))

@@ -1,0 +1,253 @@
+"""What the risk engine keeps in SQL: rule set versions, lists, and decision records.
+
+Activating a rule set stores a new immutable version, retires the previous one, writes the
+audit entry and bumps the ``risk`` epoch in one transaction; every engine polls that epoch
+and swaps in the new version. Four-eyes activation (draft → review → active) is issue 19.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import yaml
+from sqlalchemy import func, insert, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+import mpaas.banking.epochs as epochs
+from mpaas.banking.risk.counters import one_statement
+from mpaas.banking.risk.decision import Decision
+from mpaas.banking.risk.errors import (
+    DecisionNotFound,
+    InvalidListEntry,
+    InvalidRuleSet,
+    RuleSetNotFound,
+)
+from mpaas.banking.risk.models import RiskDecision, RiskListEntry, RiskRuleSet
+from mpaas.banking.risk.rules import SCENE_RE, RuleSetDoc, parse_document
+from mpaas.errors import Conflict
+from mpaas.identity import audit
+from mpaas.identity.audit import Actor
+from mpaas.storage.db import Database, utcnow
+
+EPOCH = "risk"
+LIST_KINDS = ("deny", "allow", "watch")
+LIST_ENTITIES = ("counterparty", "account", "device", "ip", "user")
+MAX_YAML = 256 << 10
+
+
+def parse_text(raw: bytes) -> Any:
+    """A rule set file (YAML or JSON, which is YAML) as data."""
+    if len(raw) > MAX_YAML:
+        raise InvalidRuleSet(f"the rule set is larger than {MAX_YAML} bytes")
+    try:
+        return yaml.safe_load(raw.decode())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise InvalidRuleSet(f"the rule set is not valid YAML or JSON{line}") from None
+
+
+def default_document(scene: str) -> RuleSetDoc | None:
+    """The shipped rules of ``scene`` (only ``transfer`` has some), used until a version is stored."""
+    if scene != "transfer":
+        return None
+    raw = resources.files("mpaas.banking.risk").joinpath("default_rules.yaml").read_bytes()
+    return parse_document({k: v for k, v in parse_text(raw).items() if k != "scene"})
+
+
+def check_scene(scene: str) -> str:
+    if re.fullmatch(SCENE_RE, scene) is None:
+        raise InvalidRuleSet(f"a scene name must match {SCENE_RE}")
+    return scene
+
+
+def label(scene: str, version: int | str) -> str:
+    return f"{scene}@{version}"
+
+
+@dataclass(frozen=True)
+class ActiveRuleSet:
+    scene: str
+    version: str
+    doc: RuleSetDoc
+
+
+class RuleSets:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def active(self, scene: str) -> ActiveRuleSet | None:
+        """The active stored version, else the shipped default, else None."""
+        async with self.db.session() as s:
+            row = (
+                await s.exec(
+                    select(RiskRuleSet).where(RiskRuleSet.scene == scene, RiskRuleSet.status == "active")
+                )
+            ).first()
+        if row is not None:
+            return ActiveRuleSet(scene, label(scene, row.version), parse_document(row.document))
+        doc = default_document(scene)
+        if doc is None:
+            return None
+        return ActiveRuleSet(scene, label(scene, f"default-{doc.digest()[:12]}"), doc)
+
+    async def activate(self, actor: Actor, scene: str, doc: RuleSetDoc) -> RiskRuleSet:
+        check_scene(scene)
+        try:
+            async with self.db.write() as s:
+                latest = (
+                    await s.exec(select(func.max(RiskRuleSet.version)).where(RiskRuleSet.scene == scene))
+                ).first()
+                conn = await s.connection()
+                await conn.execute(
+                    update(RiskRuleSet)
+                    .where(col(RiskRuleSet.scene) == scene, col(RiskRuleSet.status) == "active")
+                    .values(status="retired")
+                )
+                row = RiskRuleSet(
+                    scene=scene,
+                    version=(latest or 0) + 1,
+                    status="active",
+                    document=doc.to_dict(),
+                    digest=doc.digest(),
+                    created_by=actor.name,
+                    activated_at=utcnow(),
+                )
+                s.add(row)
+                audit.record(
+                    s,
+                    actor,
+                    "risk.ruleset.activate",
+                    label(scene, row.version),
+                    detail={"digest": row.digest, "rules": len(doc.rules)},
+                )
+                await epochs.bump(s, EPOCH)
+        except IntegrityError:
+            raise Conflict("another rule set was activated at the same time; try again") from None
+        return row
+
+    async def versions(self, scene: str | None = None) -> list[RiskRuleSet]:
+        query = select(RiskRuleSet).order_by(col(RiskRuleSet.scene), col(RiskRuleSet.version).desc())
+        if scene is not None:
+            query = query.where(RiskRuleSet.scene == scene)
+        async with self.db.session() as s:
+            return list((await s.exec(query.limit(500))).all())
+
+    async def get(self, scene: str, version: int) -> RiskRuleSet:
+        async with self.db.session() as s:
+            row = (
+                await s.exec(
+                    select(RiskRuleSet).where(RiskRuleSet.scene == scene, RiskRuleSet.version == version)
+                )
+            ).first()
+        if row is None:
+            raise RuleSetNotFound(f"rule set {label(scene, version)} not found")
+        return row
+
+
+async def current_epoch(db: Database) -> int:
+    async with one_statement(db, write=False) as conn:
+        query = text("SELECT epoch FROM bank_epochs WHERE name = :n")
+        value = (await conn.execute(query, {"n": EPOCH})).scalar()
+    return int(value or 0)
+
+
+class Lists:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def add(
+        self, actor: Actor, kind: str, entity: str, value: str, reason: str, expires_at: datetime | None
+    ) -> RiskListEntry:
+        if kind not in LIST_KINDS:
+            raise InvalidListEntry(f"kind must be one of {', '.join(LIST_KINDS)}")
+        if entity not in LIST_ENTITIES:
+            raise InvalidListEntry(f"entity must be one of {', '.join(LIST_ENTITIES)}")
+        if re.fullmatch(r"[\x21-\x7e]{1,128}", value) is None:
+            raise InvalidListEntry("value must be 1 to 128 printable ASCII characters without spaces")
+        if len(reason) > 256:
+            raise InvalidListEntry("reason must be at most 256 characters")
+        row = RiskListEntry(
+            kind=kind, entity=entity, value=value, reason=reason, expires_at=expires_at, created_by=actor.name
+        )
+        try:
+            async with self.db.write() as s:
+                s.add(row)
+                audit.record(s, actor, "risk.list.add", f"{kind}:{entity}:{value}", detail={"reason": reason})
+                await epochs.bump(s, EPOCH)
+        except IntegrityError:
+            raise Conflict(
+                f"{value!r} is already on the {kind} list of {entity}s", code="list_entry_exists"
+            ) from None
+        return row
+
+    async def remove(self, actor: Actor, kind: str, entity: str, value: str) -> None:
+        async with self.db.write() as s:
+            row = (
+                await s.exec(
+                    select(RiskListEntry).where(
+                        RiskListEntry.kind == kind,
+                        RiskListEntry.entity == entity,
+                        RiskListEntry.value == value,
+                    )
+                )
+            ).first()
+            if row is None:
+                raise InvalidListEntry(f"{value!r} is not on the {kind} list of {entity}s", status=404)
+            await s.delete(row)
+            audit.record(s, actor, "risk.list.remove", f"{kind}:{entity}:{value}")
+            await epochs.bump(s, EPOCH)
+
+    async def all(self) -> list[RiskListEntry]:
+        async with self.db.session() as s:
+            return list((await s.exec(select(RiskListEntry).order_by(col(RiskListEntry.id)))).all())
+
+
+class Decisions:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def store(
+        self, scene: str, subject: str | None, decision: Decision, outcomes: dict[str, str]
+    ) -> None:
+        """Insert the record (one statement, one transaction); the caller answers only after."""
+        row = {
+            "id": decision.id,
+            "scene": scene,
+            "subject": subject,
+            "ruleset_version": decision.ruleset_version,
+            "action": decision.action,
+            "score": decision.score,
+            "reasons": [{"rule": r.rule, "weight": r.weight, "message": r.message} for r in decision.reasons],
+            "outcomes": outcomes,
+            "inputs": dict(decision.values),
+            "created_at": utcnow(),
+        }
+        async with one_statement(self.db, write=True) as conn:
+            await conn.execute(insert(RiskDecision).values(row))
+
+    async def get(self, decision_id: str) -> RiskDecision:
+        if re.fullmatch(r"[0-9a-f]{32}", decision_id) is None:
+            raise DecisionNotFound(f"decision {decision_id!r} not found")
+        async with self.db.session() as s:
+            row = await s.get(RiskDecision, decision_id)
+        if row is None:
+            raise DecisionNotFound(f"decision {decision_id} not found")
+        return row
+
+    async def for_subject(self, subject: str, limit: int = 50) -> list[RiskDecision]:
+        async with self.db.session() as s:
+            query = select(RiskDecision).where(RiskDecision.subject == subject)
+            return list(
+                (await s.exec(query.order_by(col(RiskDecision.created_at).desc()).limit(limit))).all()
+            )
+
+
+def new_decision_id() -> str:
+    return uuid.uuid4().hex

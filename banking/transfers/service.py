@@ -1,0 +1,395 @@
+"""Transfers: an idempotent create, checked against limits and risk, recorded in the ledger.
+
+A create runs in this order:
+
+1. the idempotency key: a stored request answers again (or refuses a changed body);
+2. the payee is resolved (a user of this bank, or an account at another bank);
+3. the risk engine decides; ``deny`` is stored as the answer; ``challenge`` (and
+   ``review``) stores the request as awaiting step-up and texts a one-time code, and
+   ``com.bank.transfer.confirm`` resumes that same request;
+4. one SQL transaction inserts the request row, takes the amount from the day's and
+   year's limits and makes the ledger transfer: a crash leaves all or none of it, and a
+   racing duplicate stops on the request's unique key, then answers what the first got;
+5. after the commit, a transfer to another bank goes to the clearing system (it stays
+   pending until the answer, or the sweep, posts or voids it) and the risk engine hears
+   that the transfer committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from mpaas.banking.errors import CodeRejected
+from mpaas.banking.ledger.errors import LedgerRefusal, NotAwaitingStepUp, StepUpRequired, TransferDenied
+from mpaas.banking.ledger.models import BankTransferRequest, LedgerTransfer
+from mpaas.banking.ledger.service import VOIDED, Ledger, Move, rowcount
+from mpaas.banking.models import BankUser
+from mpaas.banking.risk.decision import RiskContext, RiskEngine
+from mpaas.banking.transfers.accounts import Accounts
+from mpaas.banking.transfers.clearing import ClearingOrder, ClearingSystem
+from mpaas.banking.transfers.limits import Limits
+from mpaas.banking.transfers.requests import (
+    AWAITING,
+    DONE,
+    REFUSED,
+    Requests,
+    TransferRequest,
+    challenge_detail,
+    refusal_record,
+    replay,
+    transfer_id_for,
+)
+from mpaas.banking.users.codes import OneTimeCodes
+from mpaas.banking.users.sessions import at
+from mpaas.gateway.codes import GatewayError
+from mpaas.gateway.operation import Call
+from mpaas.storage.db import Database
+
+log = logging.getLogger("mpaas.banking.transfers")
+
+
+class _Raced(Exception):
+    """Another process resumed the same held request first."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A resolved request: which accounts, and what the limits and the clearing need."""
+
+    transfer_id: str
+    debit: int
+    credit: int
+    account_class: str | None
+    amount: int
+    currency: str
+    external: bool
+    bound: bool
+    memo: str
+    to: dict[str, Any]
+
+
+class TransferService:
+    def __init__(
+        self,
+        db: Database,
+        ledger: Ledger,
+        accounts: Accounts,
+        limits: Limits,
+        risk: RiskEngine,
+        codes: OneTimeCodes,
+        clearing: ClearingSystem,
+        clock: Callable[[], float],
+        clearing_timeout: float,
+    ) -> None:
+        self.db, self.ledger, self.accounts, self.limits = db, ledger, accounts, limits
+        self.risk, self.codes, self.clearing, self.clock = risk, codes, clearing, clock
+        self.clearing_timeout = clearing_timeout
+        self.requests = Requests(db)
+
+    # Create and confirm
+
+    async def create(self, call: Call, user: BankUser, req: TransferRequest) -> dict[str, Any]:
+        assert user.id is not None
+        digest = req.digest()
+        transfer_id = transfer_id_for(user.id, req.idempotency_key)
+        plan: Plan | None = None
+        for _ in range(2):
+            async with self.db.session() as s:  # the reads share one connection from the pool
+                found = await self.requests.find_in(s, user.id, req.idempotency_key)
+                if found is None:
+                    plan = await self._plan(s, user, req, transfer_id)
+            if found is not None:
+                return await self._replay(call, user, found, digest)
+            if plan is not None:
+                break
+            await self._open_accounts(user, req)  # first use: outside the session, then read again
+        assert plan is not None
+        context = self._context(call, user, plan, req.context)
+        decision = await self.risk.decide("transfer", context)
+        row = BankTransferRequest(
+            user_pk=user.id,
+            idempotency_key=req.idempotency_key,
+            request_hash=digest,
+            transfer_id=plan.transfer_id,
+            status=DONE,
+            request={"plan": asdict(plan), "context": dict(req.context)},
+            decision_id=decision.id,
+            decision_action=decision.action,
+        )
+        if decision.action == "deny":
+            refusal = TransferDenied("this transfer was declined", detail={"decision_id": decision.id})
+            row.status, row.response = REFUSED, refusal_record(refusal)
+            return await self._store_unexecuted(call, user, row, digest, refusal)
+        if decision.action in ("challenge", "review"):
+            row.status = AWAITING
+            return await self._store_unexecuted(call, user, row, digest, None)
+        return await self._execute(user, plan, context, row, digest)
+
+    async def confirm(self, call: Call, user: BankUser, transfer_id: str, code: str) -> dict[str, Any]:
+        """Step-up: the one-time code resumes the held request, exactly once."""
+        assert user.id is not None
+        row = await self.requests.by_transfer(user.id, transfer_id)
+        if row is None:
+            raise NotAwaitingStepUp("no transfer with this id awaits confirmation")
+        if row.status != AWAITING:
+            return replay(row, row.request_hash)
+        if not await self.codes.consume(user.app_id, call.app, user.phone, call.device, code):
+            raise CodeRejected("the code is wrong, expired or used up; ask for a new one")
+        plan = Plan(**row.request["plan"])
+        context = self._context(call, user, plan, row.request.get("context", {}))
+        return await self._execute(user, plan, context, row, row.request_hash)
+
+    async def _replay(
+        self, call: Call, user: BankUser, row: BankTransferRequest, digest: str
+    ) -> dict[str, Any]:
+        if row.status == AWAITING and row.request_hash == digest:
+            await self._send_code(call, user)
+        return replay(row, digest)
+
+    async def _store_unexecuted(
+        self, call: Call, user: BankUser, row: BankTransferRequest, digest: str, refusal: GatewayError | None
+    ) -> dict[str, Any]:
+        stored = await self.requests.insert(row)
+        if stored is None:  # a duplicate in flight stored its answer first
+            assert user.id is not None
+            found = await self.requests.find(user.id, row.idempotency_key)
+            assert found is not None
+            return replay(found, digest)
+        if refusal is not None:
+            raise refusal
+        await self._send_code(call, user)
+        raise StepUpRequired(
+            "confirm this transfer with the code sent to your phone", detail=challenge_detail(row.transfer_id)
+        )
+
+    async def _send_code(self, call: Call, user: BankUser) -> None:
+        try:
+            await self.codes.send(user.app_id, call.app, user.phone, call.device)
+        except GatewayError as exc:  # too many codes: the last one still works
+            log.info("step-up code not sent", extra={"error": exc.code})
+
+    async def _execute(
+        self, user: BankUser, plan: Plan, context: RiskContext, row: BankTransferRequest, digest: str
+    ) -> dict[str, Any]:
+        now = self.clock()
+        when = self.limits.periods(now)
+        counted = self.limits.counts(plan.account_class, plan.bound)
+        new = row.id is None
+        try:
+            async with self.db.write() as s:
+                if not new:
+                    await self._claim(s, row)
+                if counted:
+                    await self.limits.take(s, plan.debit, plan.account_class, plan.amount, when)
+                move = Move(
+                    plan.transfer_id,
+                    plan.debit,
+                    plan.credit,
+                    plan.amount,
+                    plan.currency,
+                    pending=plan.external,
+                    timeout_at=at(now + self.clearing_timeout) if plan.external else None,
+                    kind="interbank" if plan.external else "internal",
+                    memo=plan.memo,
+                )
+                [made] = await self.ledger.create(s, [move], at(now))
+                response = answer(made, plan, row.decision_id)
+                settled = {
+                    "status": DONE,
+                    "response": response,
+                    "limit_day": when.day if counted else None,
+                    "limit_year": when.year if counted else None,
+                    "limited": counted,
+                    "updated_at": at(now),
+                }
+                if new:  # last: a racing duplicate finds the transfer made, then stops on this key
+                    values = row.model_dump(exclude={"id"}) | settled | {"created_at": at(now)}
+                    await (await s.connection()).execute(insert(BankTransferRequest).values(**values))
+                else:
+                    update_row = update(BankTransferRequest).where(col(BankTransferRequest.id) == row.id)
+                    await rowcount(s, update_row.values(**settled))
+        except (IntegrityError, _Raced):
+            assert user.id is not None
+            found = await self.requests.find(user.id, row.idempotency_key)
+            if found is None:
+                raise
+            return replay(found, digest)
+        except LedgerRefusal as exc:
+            if new:  # nothing of this request was stored: store its refusal
+                row.status, row.response = REFUSED, refusal_record(exc)
+                await self.requests.insert(row)
+            else:
+                assert row.id is not None
+                await self.requests.settle_refused(row.id, exc)
+            raise
+        if plan.external:
+            await self.clearing.submit(
+                ClearingOrder(
+                    plan.transfer_id,
+                    plan.amount,
+                    plan.currency,
+                    str(plan.to["bank"]),
+                    str(plan.to["account"]),
+                    str(plan.to.get("name", "")),
+                )
+            )
+        try:
+            await self.risk.committed("transfer", context)
+        except Exception:  # the money moved; a counter that missed it must not undo the answer
+            log.exception("risk engine: committed() failed")
+        return response
+
+    async def _claim(self, s: AsyncSession, row: BankTransferRequest) -> None:
+        """Take a held request (once: a second confirm finds it taken)."""
+        taken = await rowcount(
+            s,
+            update(BankTransferRequest)
+            .where(col(BankTransferRequest.id) == row.id, col(BankTransferRequest.status) == AWAITING)
+            .values(status=DONE),
+        )
+        if taken != 1:
+            raise _Raced()
+
+    async def _open_accounts(self, user: BankUser, req: TransferRequest) -> None:
+        await self.accounts.of_user(user)
+        if req.to_user is not None:
+            await self.accounts.of_public_id(user.app_id, req.to_user)
+
+    async def _plan(
+        self, s: AsyncSession, user: BankUser, req: TransferRequest, transfer_id: str
+    ) -> Plan | None:
+        """The accounts and rules of a request; None when an account is not open yet."""
+        account = await self.accounts.lookup(s, user)
+        if account is None:
+            return None
+        assert account.id is not None
+        if req.to_user is not None:
+            payee, payee_account = await self.accounts.lookup_public(s, user.app_id, req.to_user)
+            if payee_account is None:
+                return None
+            assert payee_account.id is not None
+            to: dict[str, Any] = {"user_id": payee.public_id}
+            credit, external, bound = payee_account.id, False, False
+        else:
+            settlement = await self.ledger.bank_account(s, "settlement", req.currency)
+            assert settlement.id is not None and req.to_account is not None
+            to = {"bank": req.to_bank, "account": req.to_account, "name": req.to_name}
+            credit, external = settlement.id, True
+            bound = (
+                user.card_bank == req.to_bank
+                and user.card_last4 is not None
+                and req.to_account[-4:] == user.card_last4
+            )
+        return Plan(
+            transfer_id,
+            account.id,
+            credit,
+            account.account_class,
+            req.amount,
+            req.currency,
+            external,
+            bound,
+            req.memo,
+            to,
+        )
+
+    def _context(self, call: Call, user: BankUser, plan: Plan, reported: dict[str, Any]) -> RiskContext:
+        txn = {
+            "id": plan.transfer_id,
+            "amount": plan.amount,
+            "currency": plan.currency,
+            "from_account": plan.debit,
+            "to_account": plan.credit,
+            "counterparty": plan.to.get("user_id") or f"{plan.to.get('bank')}:{plan.to.get('account')}",
+            "external": plan.external,
+        }
+        device = {
+            "id": call.device,
+            "model": reported.get("device_model"),
+            "rooted": reported.get("rooted"),
+            "first_seen_days": reported.get("first_seen_days"),
+        }
+        net = {"ip": reported.get("ip"), "carrier": reported.get("carrier")}
+        geo = {k: reported[k] for k in ("lat", "lon", "region") if reported.get(k) is not None}
+        return RiskContext(txn, {"id": user.public_id, "tier": user.tier}, device, net, geo)
+
+    # Clearing answers and the sweep
+
+    async def on_clearing_answer(self, transfer_id: str, accepted: bool) -> str:
+        """Post or void a pending transfer; a repeated or late answer changes nothing, except
+        a late acceptance of a voided transfer, which is booked to the suspense account."""
+        now = at(self.clock())
+        async with self.db.write() as s:
+            resolved = await (self.ledger.post if accepted else self.ledger.void)(s, transfer_id, now)
+            if resolved is not None:
+                if not accepted:
+                    await self._give_back(s, resolved)
+                return "posted" if accepted else "voided"
+            current = await self.ledger.find(s, transfer_id)
+            if not accepted or current is None or current.status != VOIDED:
+                return "ignored"
+            late_id = f"late:{transfer_id}"[:64]
+            if await self.ledger.find(s, late_id) is not None:
+                return "ignored"
+            suspense = await self.ledger.bank_account(s, "suspense", current.currency)
+            assert suspense.id is not None
+            move = Move(
+                late_id,
+                suspense.id,
+                current.credit_account_id,
+                current.amount,
+                current.currency,
+                kind="late_clearing",
+                memo="accepted by clearing after the transfer was voided",
+            )
+            await self.ledger.create(s, [move], now)
+            log.warning(
+                "clearing accepted a voided transfer; booked to suspense", extra={"transfer_id": transfer_id}
+            )
+            return "suspense"
+
+    async def _give_back(self, s: AsyncSession, transfer: LedgerTransfer) -> None:
+        row = (
+            await s.exec(
+                select(BankTransferRequest).where(BankTransferRequest.transfer_id == transfer.transfer_id)
+            )
+        ).first()
+        if row is not None and row.limited and row.limit_day and row.limit_year:
+            await self.limits.give_back(
+                s, transfer.debit_account_id, transfer.amount, [row.limit_day, row.limit_year]
+            )
+
+    async def sweep(self) -> int:
+        """Void pending transfers whose clearing answer did not come in time; returns how many."""
+        async with self.db.session() as s:
+            due = await self.ledger.pending_due(s, at(self.clock()))
+        voided = 0
+        for transfer_id in due:
+            voided += await self.on_clearing_answer(transfer_id, False) == "voided"
+        return voided
+
+
+def answer(transfer: LedgerTransfer, plan: Plan, decision_id: str | None) -> dict[str, Any]:
+    return {
+        "transfer_id": transfer.transfer_id,
+        "status": transfer.status,
+        "amount": transfer.amount,
+        "currency": transfer.currency,
+        "to": plan.to,
+        "memo": transfer.memo,
+        "created_at": iso(transfer.created_at),
+        "decision_id": decision_id,
+    }
+
+
+def iso(value: datetime) -> str:
+    return (value - timedelta(microseconds=value.microsecond)).isoformat()

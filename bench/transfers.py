@@ -1,0 +1,274 @@
+"""Transfers through the whole gateway path, next to pgbench's tpcb-like, in one run.
+
+    python bench/transfers.py [--pg postgresql://postgres@127.0.0.1:5432/test] [--seconds 10]
+                              [--clients 8] [--accounts 10000] [--write-doc]
+
+1. ``pgbench -i`` then ``pgbench -c 8 -j 2 -T 5`` (the built-in tpcb-like) on a scratch
+   database of the local PostgreSQL: its transactions/s, p50 and p99 (from its log);
+2. 10,000 e-account holders, each funded and holding a session, in a second scratch
+   database; a real ``mpaas server`` process on it (PostgreSQL only: nonces, buckets, risk
+   counters, decisions and the ledger all in SQL);
+3. 8 concurrent clients (this process) send ``com.bank.transfer.create`` between random
+   holders, each call signed with the app key (HMAC), with a fresh nonce and idempotency key:
+   signature, clock window, nonce and rate limits, session and tier, input, limits, the risk
+   check (CEL rules, counters, the stored decision), the ledger posting, ``committed()``;
+4. the same with ``MPAAS_RISK_ENGINE=off``, so the risk check's share of p50 shows;
+5. ``decide()`` alone, in-process, on the same database.
+
+Prints transfers/s, p50, p99, the ratio to pgbench's TPS, and the risk check's cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from transfers_setup import Seeded, drop, engine_alone, percentile, pgbench_path, recreate, run_pgbench, seed
+from update_check_setup import write_block
+
+GOAL_RATIO, GOAL_RISK_SHARE = 0.3, 0.10
+
+
+@dataclass
+class Run:
+    name: str
+    done: int
+    seconds: float
+    p50: float
+    p99: float
+    codes: dict[int, int]
+    #: server-process CPU ms per completed call over the whole run (warm-up included), less
+    #: what the idle server spends on background tasks in the same time
+    cpu_ms: float = float("nan")
+
+    @property
+    def tps(self) -> float:
+        return self.done / self.seconds
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mpaas.cli.main", "server", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mpaas server exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return proc
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError("mpaas server did not start") from None
+            time.sleep(0.2)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux): a cost that machine load does not inflate."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu_rate(pid: int, seconds: float = 3.0) -> float:
+    """CPU seconds a second the idle server spends on its background tasks (loaders, sweeps),
+    subtracted from a run so that a slow run's few calls are not charged for them."""
+    before = cpu_seconds(pid)
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - before) / seconds
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+async def drive(
+    name: str, url: str, seeded: Seeded, senders: int, clients: int, seconds: float, warmup: float
+) -> Run:
+    """``clients`` workers, one call at a time each, from a random funded sender to a random holder;
+    the calls that complete inside the measured window (after the warm-up) count."""
+    import aiohttp
+
+    from mpaas.banking.client import GatewayClient
+
+    latencies: list[float] = []
+    codes: dict[int, int] = {}
+    completed = [0]
+    rng = random.Random(7)
+    n = len(seeded.users)
+    measure_from = time.perf_counter() + warmup
+    stop_at = measure_from + seconds
+
+    async def worker(http: aiohttp.ClientSession) -> None:
+        while time.perf_counter() < stop_at:
+            i, j = rng.randrange(senders), rng.randrange(n - 1)
+            j += j >= i
+            client = GatewayClient(
+                http,
+                "bench",
+                device=seeded.devices[i],
+                base=url,
+                app_kid=seeded.kid,
+                app_secret=seeded.secret,
+                session=seeded.tokens[i],
+            )
+            params = {
+                "idempotency_key": uuid.uuid4().hex,
+                "amount": rng.randrange(100, 10_000),
+                "to": {"user_id": seeded.users[j]},
+                "context": {
+                    "first_seen_days": 120,
+                    "device_model": "Pixel 8",
+                    "rooted": False,
+                    "ip": "203.0.113.7",
+                    "carrier": "CMCC",
+                    "lat": 31.23,
+                    "lon": 121.47,
+                },
+            }
+            started = time.perf_counter()
+            result = await client.call("com.bank.transfer.create", params)
+            ended = time.perf_counter()
+            completed[0] += 1
+            if measure_from <= ended <= stop_at:  # completed inside the measured window
+                latencies.append((ended - started) * 1000)
+                codes[result.code] = codes.get(result.code, 0) + 1
+
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        await asyncio.gather(*(worker(http) for _ in range(clients)))
+    done = codes.get(1000, 0)
+    run = Run(name, done, seconds, percentile(latencies, 0.5), percentile(latencies, 0.99), codes)
+    run.cpu_ms = float(completed[0])  # the caller turns the count into CPU per call
+    return run
+
+
+def report(
+    pg: dict[str, float], runs: dict[str, Run], alone: dict[str, float], args: argparse.Namespace
+) -> str:
+    cel, off = runs["mpaas, risk on (CEL)"], runs["mpaas, risk off"]
+    share = (cel.p50 - off.p50) / cel.p50 if cel.p50 else float("nan")
+    cpu_share = (cel.cpu_ms - off.cpu_ms) / cel.cpu_ms if cel.cpu_ms else float("nan")
+    lines = [
+        f"{args.clients} clients, {args.seconds:g} s each after a {args.warmup:g} s warm-up, {args.accounts:,} accounts "
+        f"(a random one of the first {args.senders:,}, funded, sends to a random one of all), "
+        "local PostgreSQL, one `mpaas server` process (no Redis: nonces, buckets and risk counters in SQL); "
+        f"pgbench: `-c {args.clients} -j 2 -T 5`, scale 1.",
+        "",
+        "| run | transactions/s | × pgbench | p50 ms | p99 ms | server CPU ms a call | answers |",
+        "|---|---:|---:|---:|---:|---:|---|",
+        f"| pgbench tpcb-like | {pg['tps']:,.0f} | 1.00 | {pg['p50']:.2f} | {pg['p99']:.2f} | - | - |",
+    ]
+    for run in runs.values():
+        answers = ", ".join(f"{code}: {count}" for code, count in sorted(run.codes.items()))
+        lines.append(
+            f"| {run.name} | {run.tps:,.0f} | {run.tps / pg['tps']:.2f} | {run.p50:.2f} | {run.p99:.2f} "
+            f"| {run.cpu_ms:.1f} | {answers} |"
+        )
+    lines += [
+        "",
+        f"Risk check share of the transfer's p50: **{share:.1%}** ((on − off) / on; goal < {GOAL_RISK_SHARE:.0%}). "
+        f"By the server's CPU per call: **{cpu_share:.1%}**. "
+        f"Ratio to pgbench: **{cel.tps / pg['tps']:.2f}×** (goal ≥ {GOAL_RATIO}×).",
+        "",
+        f"`decide()` alone, in-process, one at a time, on the same database: p50 {alone['p50']:.2f} ms, "
+        f"p99 {alone['p99']:.2f} ms, {alone['cpu_ms']:.2f} ms of this process's CPU a decision "
+        f"(counters read, {alone['rules']:.0f} rules, decision stored); "
+        f"the CEL part alone {alone['cel_us']:.0f} µs a decision, "
+        f"{alone['cel_us'] / alone['rules']:.1f} µs a rule (context conversion included).",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--accounts", type=int, default=10_000)
+    ap.add_argument("--senders", type=int, default=10_000, help="accounts funded to send (all receive)")
+    ap.add_argument("--decisions", type=int, default=500, help="decide() calls measured in-process")
+    ap.add_argument("--write-doc", action="store_true")
+    args = ap.parse_args()
+    binary = pgbench_path()
+    if binary is None:
+        print("skipped: pgbench is not installed (apt-get install postgresql-client)")
+        return 0
+    suffix = secrets.token_hex(3)
+    bench_db, mpaas_db = f"bench_pgbench_{suffix}", f"bench_transfers_{suffix}"
+    work = Path(tempfile.mkdtemp(prefix="mpaas-bench-transfers-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        pg_url = asyncio.run(recreate(args.pg, bench_db))
+        print("pgbench …", flush=True)
+        pg = run_pgbench(binary, pg_url, args.clients, 2, 5, work)
+        db_url = asyncio.run(recreate(args.pg, mpaas_db)).replace("postgresql://", "postgresql+asyncpg://", 1)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MPAAS_")} | {
+            "MPAAS_DATA_DIR": str(work / "data"),
+            "MPAAS_DATABASE_URL": db_url,
+            "MPAAS_LOG_LEVEL": "WARNING",
+            "MPAAS_PUSH_WORKER": "false",
+            "MPAAS_GATEWAY_APP_RATE": "100000000/s",
+            "MPAAS_GATEWAY_DEVICE_RATE": "100000000/s",
+            "MPAAS_GATEWAY_USER_RATE": "100000000/s",
+        }
+        print(f"seeding {args.accounts:,} e-account holders, {args.senders:,} funded …", flush=True)
+        started = time.perf_counter()
+        seeded = asyncio.run(seed(env, args.accounts, min(args.senders, args.accounts)))
+        print(f"  seeded in {time.perf_counter() - started:.0f} s", flush=True)
+        runs: dict[str, Run] = {}
+        for name, engine in (("mpaas, risk on (CEL)", "cel"), ("mpaas, risk off", "off")):
+            port = free_port()
+            procs.append(start_server(env | {"MPAAS_RISK_ENGINE": engine}, port))
+            print(f"{name} …", flush=True)
+            url = f"http://127.0.0.1:{port}"
+            idle = idle_cpu_rate(procs[-1].pid)
+            cpu_before, run_started = cpu_seconds(procs[-1].pid), time.monotonic()
+            senders = min(args.senders, args.accounts)
+            run = asyncio.run(drive(name, url, seeded, senders, args.clients, args.seconds, args.warmup))
+            calls = run.cpu_ms  # drive() left the number of completed calls here
+            used = cpu_seconds(procs[-1].pid) - cpu_before - idle * (time.monotonic() - run_started)
+            run.cpu_ms = used * 1000 / calls if calls else float("nan")
+            runs[name] = run
+            stop(procs.pop())
+        alone = asyncio.run(engine_alone(env, seeded.users, args.decisions))
+    finally:
+        for proc in procs:
+            stop(proc)
+        for name in (bench_db, mpaas_db):
+            asyncio.run(drop(args.pg, name))
+    table = report(pg, runs, alone, args)
+    print(table)
+    if args.write_doc:
+        write_block("transfers results", table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""The CEL engine on a real database: velocity counters (SQL, and Redis when
+MPAAS_TEST_REDIS_URL is set), features, stored decisions, and rule set versions taking
+effect in a running engine."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from mpaas.banking.risk.counters import CounterStore
+from mpaas.banking.risk.decision import RiskContext
+from mpaas.banking.risk.engine import CelRiskEngine
+from mpaas.banking.risk.redis_counters import RedisCounterStore
+from tests_support import free_port
+
+YUAN = 100
+REDIS_URL = os.environ.get("MPAAS_TEST_REDIS_URL", "")
+BEIJING = {"lat": 39.90, "lon": 116.40}
+MakeTransfer = Callable[..., RiskContext]
+MakeEngine = Callable[[CounterStore], CelRiskEngine]
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
+
+async def vel(engine: CelRiskEngine, transfer: MakeTransfer, txn: str = "probe", **kw: Any) -> dict[str, Any]:
+    decision = await engine.decide("transfer", transfer(txn, 10 * YUAN, **kw))
+    return dict(decision.values["vel"]["user"]) | {"device_1h": decision.values["vel"]["device"]["count_1h"]}
+
+
+async def exercise_counters(engine: CelRiskEngine, clock: Any, transfer: MakeTransfer) -> None:
+    """Counts per user and device, once per transaction, sliding out of each window in turn."""
+    for i in range(10):
+        await engine.committed("transfer", transfer(f"t{i}", 100 * YUAN))
+        clock.now += 60
+    await engine.committed("transfer", transfer("t9", 100 * YUAN))  # a retried commit counts once
+    await engine.committed("transfer", transfer("t_other", 100 * YUAN, user="u_2"))  # same device
+
+    seen = await vel(engine, transfer)
+    assert (seen["count_1h"], seen["count_24h"], seen["count_30d"], seen["device_1h"]) == (10, 10, 10, 11)
+    assert seen["avg_30d"] == 100 * YUAN
+    decision = await engine.decide("transfer", transfer("probe", 10 * YUAN))
+    assert [r.rule for r in decision.reasons] == ["user_velocity_1h"] and decision.action == "challenge"
+
+    clock.now += 3600 + 600  # past the 1-hour window (and its 5-minute bucket)
+    seen = await vel(engine, transfer)
+    assert (seen["count_1h"], seen["count_24h"]) == (0, 10)
+    clock.now += 25 * 3600
+    seen = await vel(engine, transfer)
+    assert (seen["count_24h"], seen["count_30d"]) == (0, 10)
+    clock.now += 31 * 86400
+    assert (await vel(engine, transfer))["avg_30d"] is None
+
+
+async def test_sql_counters_count_once_and_slide(
+    engine: CelRiskEngine, clock: Any, transfer: MakeTransfer
+) -> None:
+    await exercise_counters(engine, clock, transfer)
+
+
+@sqlite_only
+@pytest.mark.skipif(not REDIS_URL, reason="MPAAS_TEST_REDIS_URL is not set")
+async def test_redis_counters_count_once_and_slide(
+    engine_on: MakeEngine, clock: Any, transfer: MakeTransfer
+) -> None:
+    engine = engine_on(RedisCounterStore(REDIS_URL, f"test-{secrets.token_hex(4)}:"))
+    try:
+        await exercise_counters(engine, clock, transfer)
+    finally:
+        await engine.close()
+
+
+@sqlite_only
+async def test_a_counter_store_outage_fails_closed_to_challenge(
+    engine_on: MakeEngine, transfer: MakeTransfer
+) -> None:
+    engine = engine_on(RedisCounterStore(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5))
+    try:
+        decision = await engine.decide("transfer", transfer("t1", 10 * YUAN))
+    finally:
+        await engine.close()
+    assert decision.action == "challenge"
+    assert [r.rule for r in decision.reasons] == ["counters_unavailable"]
+    assert "vel" not in decision.values
+
+
+@sqlite_only
+async def test_travel_and_history_features_drive_their_rules(
+    engine: CelRiskEngine, clock: Any, transfer: MakeTransfer
+) -> None:
+    for i in range(3):
+        await engine.committed("transfer", transfer(f"t{i}", 200 * YUAN))
+    clock.now += 600
+    far = await engine.decide("transfer", transfer("far", 10 * YUAN, geo=BEIJING))
+    assert far.values["geo"]["km_from_last"] == pytest.approx(1067, abs=15)
+    assert [r.rule for r in far.reasons] == ["impossible_travel"]
+    clock.now += 3 * 3600  # the same distance over three hours is a flight, not fraud
+    later = await engine.decide("transfer", transfer("later", 10 * YUAN, geo=BEIJING))
+    assert later.reasons == () and later.action == "allow"
+    large = await engine.decide("transfer", transfer("large", 2500 * YUAN))
+    assert [r.rule for r in large.reasons] == ["amount_vs_history"]
+    new_device = await engine.decide(
+        "transfer", transfer("nd", 5000 * YUAN, user="u_new", device="d_new", first_seen_days=0.1)
+    )
+    assert [r.rule for r in new_device.reasons] == ["new_device_large_amount"]
+
+
+async def test_every_decision_is_stored_with_the_values_it_read(
+    engine: CelRiskEngine,
+    client: TestClient,  # type: ignore[type-arg]
+    admin_headers: dict[str, str],
+    transfer: MakeTransfer,
+) -> None:
+    decision = await engine.decide("transfer", transfer("t_stored", 600000, first_seen_days=0.5))
+    assert decision.action == "challenge"
+    resp = await client.get(f"/api/v1/risk/decisions/{decision.id}", headers=admin_headers)
+    assert resp.status == 200
+    stored = await resp.json()
+    assert stored["inputs"] == decision.values
+    assert stored["inputs"]["txn"] == {"amount": 600000} and stored["inputs"]["device"] == {
+        "first_seen_days": 0.5
+    }
+    assert stored["outcomes"]["new_device_large_amount"] == "hit"
+    assert stored["outcomes"]["amount_vs_history"] == "miss"
+    assert (stored["action"], stored["score"], stored["ruleset_version"]) == (
+        "challenge",
+        60.0,
+        decision.ruleset_version,
+    )
+    by_subject = await client.get("/api/v1/risk/decisions?subject=t_stored", headers=admin_headers)
+    assert [d["id"] for d in (await by_subject.json())["items"]] == [decision.id]
+
+
+async def test_a_new_rule_set_version_takes_effect_in_the_running_engine(
+    engine: CelRiskEngine,
+    client: TestClient,  # type: ignore[type-arg]
+    admin_headers: dict[str, str],
+    transfer: MakeTransfer,
+) -> None:
+    before = await engine.decide("transfer", transfer("t1", 100 * YUAN))
+    assert before.action == "allow" and before.ruleset_version.startswith("transfer@default-")
+    body = {
+        "scene": "transfer",
+        "thresholds": {"challenge": 30, "deny": 60},
+        "rules": [{"name": "over_fifty_yuan", "expr": "txn.amount > 5000", "weight": 60, "message": "big"}],
+    }
+    resp = await client.post("/api/v1/risk/rulesets", json=body, headers=admin_headers)
+    assert resp.status == 201, await resp.text()
+    assert (await resp.json())["label"] == "transfer@1"
+
+    after = await engine.decide("transfer", transfer("t2", 100 * YUAN))
+    assert (after.action, after.ruleset_version, after.values) == (
+        "deny",
+        "transfer@1",
+        {"txn": {"amount": 10000}},
+    )
+
+    body["thresholds"] = {"challenge": 30, "deny": 90}
+    assert (await client.post("/api/v1/risk/rulesets", json=body, headers=admin_headers)).status == 201
+    assert (await engine.decide("transfer", transfer("t3", 100 * YUAN))).action == "challenge"
+    listed = await (await client.get("/api/v1/risk/rulesets?scene=transfer", headers=admin_headers)).json()
+    assert [(v["version"], v["status"]) for v in listed["items"]] == [(2, "active"), (1, "retired")]
+
+
+@sqlite_only
+async def test_a_counterparty_on_the_deny_list_is_denied_until_the_entry_expires(
+    engine: CelRiskEngine,
+    client: TestClient,  # type: ignore[type-arg]
+    admin_headers: dict[str, str],
+    transfer: MakeTransfer,
+) -> None:
+    for value, expires in (("c_mule", "2027-02-01T00:00:00Z"), ("c_old", "2027-01-01T00:00:00Z")):
+        entry = {
+            "kind": "deny",
+            "entity": "counterparty",
+            "value": value,
+            "reason": "mule",
+            "expires_at": expires,
+        }
+        assert (await client.post("/api/v1/risk/lists", json=entry, headers=admin_headers)).status == 201
+    mule = await engine.decide("transfer", transfer("t1", 10 * YUAN, counterparty="c_mule"))
+    assert (mule.action, [r.rule for r in mule.reasons]) == ("deny", ["counterparty_on_deny_list"])
+    expired = await engine.decide("transfer", transfer("t2", 10 * YUAN, counterparty="c_old"))
+    assert expired.action == "allow" and expired.values["lists"]["deny"]["counterparty"] is False
