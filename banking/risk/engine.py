@@ -44,7 +44,7 @@ from mpaas.banking.risk.store import (
     label,
     new_decision_id,
 )
-from mpaas.storage.db import Database
+from mpaas.storage.db import Database, as_stored_utc
 
 log = logging.getLogger("mpaas.banking.risk")
 SWEEP_SECONDS = 600.0
@@ -81,8 +81,9 @@ class CelRiskEngine:
         if force or epoch != self._epoch:
             scenes = list(self._compiled)
             compiled = {scene: await self._load(scene) for scene in scenes}
+            entries = await self.lists_store.all()
             lists = ListIndex(
-                [(e.kind, e.entity, e.value, _aware(e.expires_at)) for e in await self.lists_store.all()]
+                [(e.kind, e.entity, e.value, e.expires_at and as_stored_utc(e.expires_at)) for e in entries]
             )
             self._compiled.update(compiled)  # each scene swaps in one assignment
             self._lists, self._epoch = lists, epoch
@@ -201,9 +202,3 @@ def _list_paths(compiled: CompiledRuleSet) -> list[tuple[str, str]]:
     if paths is None:
         return [(kind, entity) for kind in LIST_KINDS for entity in LIST_SOURCES]
     return [(p[0], p[1]) for p in paths if len(p) == 2]
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)

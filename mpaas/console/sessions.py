@@ -12,11 +12,10 @@ The count is forgotten 15 minutes after the last failure or the end of the last 
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, select
@@ -27,7 +26,8 @@ from mpaas.console.models import ConsoleAccount, ConsoleSession, ConsoleSignInFa
 from mpaas.console.passwords import Passwords
 from mpaas.errors import Unauthorized
 from mpaas.identity.audit import Actor, record
-from mpaas.storage.db import Database, utcnow
+from mpaas.identity.tokens import hash_token
+from mpaas.storage.db import Database, as_stored_utc, utcnow
 
 LOCK_AFTER = 5
 FAILURE_WINDOW = timedelta(minutes=15)
@@ -61,15 +61,6 @@ class SignedIn:
             "csrf_token": self.session.csrf_token,
             "locale": self.session.locale,
         }
-
-
-def aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every stored time is UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def lock_for(failures: int) -> timedelta | None:
@@ -108,7 +99,7 @@ class Console:
         rehashed = await self.passwords.hash(password) if self.passwords.needs_rehash(stored or "") else None
         secret = secrets.token_urlsafe(32)
         session = ConsoleSession(
-            session_hash=digest(secret),
+            session_hash=hash_token(secret),
             account_id=account.id or 0,
             csrf_token=secrets.token_urlsafe(32),
             locale=locale,
@@ -134,9 +125,9 @@ class Console:
     async def _refuse_if_locked(self, name: str, now: datetime, actor: Actor) -> None:
         async with self.db.session() as s:
             row = await s.get(ConsoleSignInFailures, name)
-        if row is None or row.locked_until is None or aware(row.locked_until) <= now:
+        if row is None or row.locked_until is None or as_stored_utc(row.locked_until) <= now:
             return
-        left = (aware(row.locked_until) - now).total_seconds()
+        left = (as_stored_utc(row.locked_until) - now).total_seconds()
         async with self.db.write() as s:
             record(s, actor, "console.sign_in_refused", target(name), detail={"locked_seconds": round(left)})
         raise SignInLocked(left)
@@ -161,7 +152,8 @@ class Console:
                 row = ConsoleSignInFailures(
                     username=name, failures=0, first_failed_at=now, last_failed_at=now
                 )
-            quiet_since = max(aware(row.last_failed_at), aware(row.locked_until or row.last_failed_at))
+            locked_until = row.locked_until or row.last_failed_at
+            quiet_since = max(as_stored_utc(row.last_failed_at), as_stored_utc(locked_until))
             if now - quiet_since >= FAILURE_WINDOW:
                 row.failures, row.first_failed_at, row.locked_until = 0, now, None
             row.failures += 1
@@ -180,7 +172,7 @@ class Console:
         query = (
             select(ConsoleSession, ConsoleAccount)
             .join(ConsoleAccount, col(ConsoleAccount.id) == col(ConsoleSession.account_id))
-            .where(ConsoleSession.session_hash == digest(secret))
+            .where(ConsoleSession.session_hash == hash_token(secret))
         )
         async with self.db.session() as s:
             found = (await s.exec(query)).first()
@@ -188,11 +180,11 @@ class Console:
             raise Unauthorized("the console session is not valid; sign in", code="invalid_session")
         session, account = found
         now = self.clock()
-        idle_end = aware(session.last_seen_at) + self.idle
-        if account.disabled_at is not None or aware(session.expires_at) <= now or idle_end <= now:
+        idle_end = as_stored_utc(session.last_seen_at) + self.idle
+        if account.disabled_at is not None or as_stored_utc(session.expires_at) <= now or idle_end <= now:
             await self._end(session.id)
             raise SessionExpired("the console session has expired; sign in again")
-        if now - aware(session.last_seen_at) >= TOUCH_RESOLUTION:
+        if now - as_stored_utc(session.last_seen_at) >= TOUCH_RESOLUTION:
             async with self.db.write() as s:
                 fresh = await s.get(ConsoleSession, session.id)
                 if fresh is not None:

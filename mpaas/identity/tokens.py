@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlmodel import select
 
@@ -18,7 +18,7 @@ from mpaas.errors import NotFound, Unauthorized, ValidationError
 from mpaas.identity.audit import Actor, record
 from mpaas.identity.models import ApiToken
 from mpaas.identity.roles import ROLES
-from mpaas.storage.db import Database, utcnow
+from mpaas.storage.db import Database, as_stored_utc, utcnow
 
 TOKEN_PREFIX = "mpaas_"  # noqa: S105 - a public prefix, not a secret
 LAST_USED_RESOLUTION = timedelta(minutes=5)
@@ -69,13 +69,8 @@ def check_expiry(expires_at: datetime | None, now: datetime) -> datetime | None:
     return expires_at
 
 
-def _aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every stored time is UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def is_expired(row: ApiToken, now: datetime) -> bool:
-    return row.expires_at is not None and _aware(row.expires_at) <= now
+    return row.expires_at is not None and as_stored_utc(row.expires_at) <= now
 
 
 async def create_token(
@@ -138,4 +133,4 @@ async def authenticate(db: Database, header: str | None, *, now: datetime | None
             if fresh is not None:
                 fresh.last_used_at = now
                 s.add(fresh)
-    return Principal(row.id, row.name, row.role, row.expires_at and _aware(row.expires_at))
+    return Principal(row.id, row.name, row.role, row.expires_at and as_stored_utc(row.expires_at))

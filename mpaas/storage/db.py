@@ -27,6 +27,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_stored_utc(value: datetime) -> datetime:
+    """A time read back from the database, made aware: SQLite hands back naive datetimes,
+    and every stored time is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def make_engine(settings: Settings) -> AsyncEngine:
     url = settings.database_url
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
