@@ -30,6 +30,7 @@ from mpaas.web.api import (
     read_json,
     read_object,
 )
+from mpaas.web.downloads import etag_matches
 
 api = Api()
 OPS = "/api/v1/operations"
@@ -235,13 +236,9 @@ async def client_catalog(request: web.Request) -> web.StreamResponse:
         "Cache-Control": "private, no-cache",
         "Vary": f"{H_SESSION}, {KEY_HEADER}, X-Mpaas-Deployment-Key",
     }
-    if etag in _etags(request.headers.get("If-None-Match", "")):
+    if etag_matches(request, etag):
         return web.Response(status=304, headers=headers)
     return json_response(body, headers=headers)
-
-
-def _etags(header: str) -> set[str]:
-    return {t.strip().removeprefix("W/") for t in header.split(",") if t.strip()}
 
 
 @api.route(

@@ -19,6 +19,7 @@ from pathlib import Path
 from aiohttp import web
 
 from mpaas.errors import NotFound
+from mpaas.web.downloads import IMMUTABLE, etag_matches
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 ASSETS_DIR = STATIC_DIR / "assets"
@@ -27,7 +28,6 @@ ASSET_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 HASHED_RE = re.compile(r".+[.-][A-Za-z0-9_-]{8,}\.[A-Za-z0-9]+")
 COMPRESSIBLE = (".js", ".mjs", ".css", ".html", ".svg", ".json", ".map", ".txt", ".xml")
 MIN_GZIP = 256
-IMMUTABLE = "public, max-age=31536000, immutable"
 #: No inline or remote script; styles may be inline because the chart library sets
 #: ``style`` attributes in the markup of its tooltips.
 CSP = (
@@ -79,7 +79,7 @@ def respond(request: web.Request, file: StaticFile, cache_control: str) -> web.R
     headers = {"Cache-Control": cache_control, "ETag": file.etag, "X-Content-Type-Options": "nosniff"}
     if file.gzipped is not None:
         headers["Vary"] = "Accept-Encoding"
-    if request.headers.get("If-None-Match") == file.etag:
+    if etag_matches(request, file.etag):
         return web.Response(status=304, headers=headers)
     headers["Content-Type"] = file.content_type
     body = file.body

@@ -19,6 +19,13 @@ RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
+def etag_matches(request: web.Request, etag: str) -> bool:
+    """Whether ``If-None-Match`` names ``etag`` (a list of tags, compared weakly as RFC 9110
+    asks for this header: ``W/"x"`` matches ``"x"``), so the answer may be a 304."""
+    header = request.headers.get("If-None-Match", "")
+    return etag in {t.strip().removeprefix("W/") for t in header.split(",") if t.strip()}
+
+
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """The single byte range [start, end) asked for, or None for the whole body.
 
@@ -58,7 +65,7 @@ async def serve_blob(
         url = store.download_url(sha256, filename=filename)
         if url is not None:
             raise web.HTTPFound(url, headers={"Cache-Control": "private, max-age=60"})
-    if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+    if etag_matches(request, etag):
         return web.Response(status=304, headers={"ETag": etag, "Cache-Control": IMMUTABLE})
     size = await store.size(sha256)
     if_range = request.headers.get("If-Range")

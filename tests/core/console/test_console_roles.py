@@ -74,3 +74,8 @@ async def test_shell_and_assets(client: Any) -> None:
             assert gzip.decompress(await resp.read()) == body
         again = await client.get(url, headers={"If-None-Match": resp.headers["ETag"]})
         assert again.status == 304
+        # A cache that holds several versions sends a list, and may mark tags weak (RFC 9110).
+        listed = await client.get(url, headers={"If-None-Match": f'"other", W/{resp.headers["ETag"]}'})
+        assert listed.status == 304
+        stale = await client.get(url, headers={"If-None-Match": '"other"'})
+        assert stale.status == 200
