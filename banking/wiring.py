@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 import mpaas.banking.epochs as epochs
-from mpaas.appkeys import DB, SETTINGS
+from mpaas.appkeys import DB, METRICS, SETTINGS
 from mpaas.banking.catalog.service import CatalogService
 from mpaas.banking.errors import OperationExists
 from mpaas.banking.operations.builtin import builtin_operations
@@ -55,7 +55,7 @@ async def banking_context(app: web.Application) -> AsyncIterator[Banking]:
     registry = OperationRegistry(db, upstreams)
     catalog = CatalogService(db, registry)
     banking = Banking(clock, sms, verifier, sessions, codes, users, upstreams, registry, catalog)
-    banking.transfers = transfers = await make_transfers(settings, db, codes, clock)
+    banking.transfers = transfers = await make_transfers(settings, db, codes, clock, app[METRICS])
     for declared in builtin_operations(banking) + transfer_operations(banking, transfers):
         registry.add(declared.spec("built-in"), "mpaas")
     loaded, failed = load_plugins()

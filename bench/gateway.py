@@ -253,7 +253,7 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--expect-rps", type=int, default=6000, help="signed requests made per second of a run")
+    ap.add_argument("--expect-rps", type=int, default=16000, help="signed requests made per second of a run")
     ap.add_argument("--redis", default="private", help="a Redis URL, or 'private' (its own, on CPU 0)")
     ap.add_argument("--write-doc", action="store_true")
     ap.add_argument("--block", default="gateway", help="the docs/benchmarks.md block to replace")

@@ -10,6 +10,7 @@ import click
 from mpaas.cli.client import ApiClient
 from mpaas.cli.config import Target, config_path, forget_target, save_target, server_url_problem
 from mpaas.cli.output import emit, emit_json, json_option
+from mpaas.identity.roles import ROLES
 
 page_options = [
     click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True, help="Page size."),
@@ -38,7 +39,9 @@ def paged(fn):  # type: ignore[no-untyped-def]
     return fn
 
 
-def _server_option(ctx: click.Context, param: click.Parameter, value: str) -> str:
+def _server_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
     problem = server_url_problem(value)
     if problem is not None:
         raise click.BadParameter(problem, ctx=ctx, param=param)
@@ -46,19 +49,28 @@ def _server_option(ctx: click.Context, param: click.Parameter, value: str) -> st
 
 
 @click.command("login")
+@click.argument("server_arg", metavar="[SERVER]", required=False, callback=_server_option)
 @click.option(
     "--server",
-    required=True,
     callback=_server_option,
     help="Server URL with its scheme, e.g. https://mpaas.example.com or http://127.0.0.1:8080",
 )
 @click.option("--token", prompt=True, hide_input=True, help="API token (prompted when omitted).")
-def login_cmd(server: str, token: str) -> None:
-    """Check a token against a server and store both in the user's config."""
-    client = ApiClient(Target(server, token.strip()))
+def login_cmd(server_arg: str | None, server: str | None, token: str) -> None:
+    """Check a token against a server and store both in the user's config.
+
+    SERVER (or --server) is the server's URL with its scheme: http://127.0.0.1:8080.
+    """
+    if server_arg is not None and server is not None and server_arg != server:
+        raise click.UsageError("give the server once: as SERVER or as --server")
+    url = server_arg or server
+    if url is None:
+        raise click.UsageError("give the server's URL, e.g. `mpaas login http://127.0.0.1:8080`")
+    client = ApiClient(Target(url, token.strip()))
     me = client.call("GET", "/api/v1/whoami")
-    path = save_target(server, token.strip(), name=me.get("name"), role=me.get("role"))
-    click.echo(f"logged in to {server} as {me['name']} ({me['role']}); saved to {path}", err=True)
+    path = save_target(url, token.strip(), name=me.get("name"), role=me.get("role"))
+    scope = f"; limited to the apps {', '.join(me['apps'])}" if me.get("apps") else ""
+    click.echo(f"logged in to {url} as {me['name']} ({me['role']}){scope}; saved to {path}", err=True)
 
 
 @click.command("logout")
@@ -87,6 +99,8 @@ def whoami_cmd(as_json: bool) -> None:
     client = ApiClient()
     me = client.call("GET", "/api/v1/whoami")
     out = {"server": client.target.server} | me
+    if not as_json and out.get("apps") is None:
+        out["apps"] = "all"
     emit(out, as_json)
 
 
@@ -96,19 +110,27 @@ def tokens_group() -> None:
 
 
 @tokens_group.command("create")
-@click.option(
-    "--role", required=True, type=click.Choice(["admin", "release-manager", "analyst", "push-operator"])
-)
+@click.option("--role", required=True, type=click.Choice(list(ROLES)))
 @click.option("--name", help="A label, e.g. ci-pipeline.")
 @click.option(
     "--expires",
     metavar="DURATION",
     help="Expire after this long: 90d, 12h, 30m, 2w (default: never).",
 )
+@click.option(
+    "--app",
+    "apps",
+    multiple=True,
+    help="Limit the token to this app (repeat for several; default: every app).",
+)
 @json_option
-def tokens_create(role: str, name: str | None, expires: str | None, as_json: bool) -> None:
+def tokens_create(
+    role: str, name: str | None, expires: str | None, apps: tuple[str, ...], as_json: bool
+) -> None:
     """Create a token and print only the token, so scripts can capture it."""
     body: dict[str, object] = {"role": role, "name": name}
+    if apps:
+        body["apps"] = list(apps)
     if expires is not None:
         try:
             body["expires_in_seconds"] = parse_duration(expires)
@@ -125,7 +147,7 @@ def tokens_list(as_json: bool) -> None:
     emit(
         ApiClient().call("GET", "/api/v1/tokens"),
         as_json,
-        ["id", "name", "role", "prefix", "created_at", "expires_at", "revoked_at", "last_used_at"],
+        ["id", "name", "role", "apps", "prefix", "created_at", "expires_at", "revoked_at", "last_used_at"],
     )
 
 
@@ -153,10 +175,12 @@ def apps_group() -> None:
     type=click.Choice(["ios", "android"]),
     help="Repeat for each platform.",
 )
+@click.option("--require-signing", is_flag=True, help="Refuse publishes while the app has no TUF keys.")
 @json_option
-def apps_create(name: str, platforms: tuple[str, ...], as_json: bool) -> None:
+def apps_create(name: str, platforms: tuple[str, ...], require_signing: bool, as_json: bool) -> None:
     """Create an app; it gets staging and production channels with deployment keys."""
-    out = ApiClient().call("POST", "/api/v1/apps", json_body={"name": name, "platforms": list(platforms)})
+    body = {"name": name, "platforms": list(platforms), "require_signing": require_signing}
+    out = ApiClient().call("POST", "/api/v1/apps", json_body=body)
     if as_json:
         emit_json(out)
         return
@@ -170,7 +194,7 @@ def apps_create(name: str, platforms: tuple[str, ...], as_json: bool) -> None:
 def apps_list(limit: int, offset: int, as_json: bool) -> None:
     """List apps."""
     out = ApiClient().call("GET", "/api/v1/apps", params={"limit": limit, "offset": offset})
-    emit(out, as_json, ["name", "platforms", "created_at"])
+    emit(out, as_json, ["name", "platforms", "require_signing", "created_at"])
 
 
 @apps_group.command("show")

@@ -12,6 +12,7 @@ from mpaas.cli import analytics as analytics_cli
 from mpaas.cli import banking as banking_cli
 from mpaas.cli import events as events_cli
 from mpaas.cli import ledger as ledger_cli
+from mpaas.cli import lifecycle as _lifecycle  # noqa: F401 - adds delete/rename to apps, channels, packages
 from mpaas.cli import operations as operations_cli
 from mpaas.cli import push as push_cli
 from mpaas.cli import releases as releases_cli
@@ -51,6 +52,7 @@ for command in (
     releases_cli.release_cmd,
     releases_cli.releases_group,
     push_cli.push_group,
+    push_cli.devices_group,
     keys.keys_group,
     analytics_cli.analytics_group,
     events_cli.events_group,

@@ -76,6 +76,7 @@ def packages_show(
             "size",
             "file_count",
             "meta",
+            "signing",
             "created_by",
             "created_at",
         ],
@@ -131,16 +132,17 @@ def diff_cmd(
         params={"from": from_version},
     )
     if as_json:
-        emit_json(out)
+        emit_json(_stats_only(out) if stats else out)
         return
     full = out["to"]["size"]
+    known = out["changes"].get("payload_known", True)
     click.echo(f"{package_id} {from_version} -> {to_version}  (full zip {_fmt_size(full)})")
     rows = [
         {
             "change": k,
             "files": v["files"],
             "bytes": _fmt_size(v["file_bytes"]),
-            "payload": _fmt_size(v["payload_bytes"]),
+            "payload": _fmt_size(v["payload_bytes"]) if known and k != "unchanged" else "-",
         }
         for k, v in out["changes"]["summary"].items()
         if k != "codecs" and v["files"]
@@ -152,9 +154,25 @@ def diff_cmd(
             f"stored patch: {_fmt_size(delta['size'])} ({100 * delta['size'] / max(full, 1):.1f}% of full)"
         )
     else:
-        click.echo("stored patch: none (not among the last versions, or not smaller than the share limit)")
+        click.echo(
+            "stored patch: none (not among the last versions, or not smaller than the share limit); "
+            "payload sizes are known only for a stored patch"
+        )
     if not stats:
         emit_table(out["changes"]["files"], ["op", "path", "from", "size"])
+
+
+def _stats_only(out: dict[str, Any]) -> dict[str, Any]:
+    """``diff --stats --json``: the summary and the stored patch, not the file list."""
+    changes = out["changes"]
+    return {
+        "from": out["from"]["version"],
+        "to": out["to"]["version"],
+        "full_size": out["to"]["size"],
+        "summary": changes["summary"],
+        "payload_known": changes.get("payload_known", True),
+        "delta": out["delta"],
+    }
 
 
 @click.command("gc")

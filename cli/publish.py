@@ -214,6 +214,11 @@ class Publisher:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="bundle: sign for CodePush with this RSA key (PEM) before upload, as the code-push CLI does.",
 )
+@click.option(
+    "--allow-nonsemver",
+    is_flag=True,
+    help="Accept a version that is not semver (MAJOR.MINOR.PATCH[-PRE]); it is then never ordered.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def publish_cmd(
@@ -229,6 +234,7 @@ def publish_cmd(
     platform: str | None,
     patch_type: str | None,
     codepush_private_key: Path | None,
+    allow_nonsemver: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -257,6 +263,7 @@ def publish_cmd(
                 "target_binary_range": target_binary,
                 "platform": platform,
                 "patch_type": patch_type,
+                "allow_nonsemver": allow_nonsemver or None,
             }
             result = await publisher.publish({k: v for k, v in body.items() if v is not None})
             publisher._state_file(digest).unlink(missing_ok=True)
@@ -284,11 +291,21 @@ def publish_cmd(
                     "created",
                 )
             }
-            | {"deltas": len(result["deltas"])}
+            | {
+                "deltas": len(result["deltas"]),
+                "warnings": result.get("warnings", []),
+                "signed": result.get("signed"),
+            }
         )
         return
+    for warning in result.get("warnings", []):
+        click.echo(f"warning: {warning}", err=True)
     verb = "published" if result["created"] else "already published (identical content)"
     click.echo(
         f"{verb}: {result['kind']} {result['id']} {result['version']}  hash {result['package_hash'][:12]}  "
         f"{result['file_count']} files, {result['size']} bytes, {len(result['deltas'])} deltas"
     )
+    if result.get("signed") is False:
+        click.echo(f"warning: {result['signing']}", err=True)
+    elif "signing" in result:
+        click.echo(result["signing"])

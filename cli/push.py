@@ -127,6 +127,8 @@ def push_send(
         emit_json(out)
         return
     click.echo(f"message {out['id']} {out['status']}: sends at {out['send_at']}, expires {out['expires_at']}")
+    for warning in out.get("warnings") or []:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(out["id"])
 
 
@@ -204,7 +206,7 @@ def push_worker(overrides: dict[str, Any]) -> None:
 
 async def _run_worker(settings: Any) -> None:
     from mpaas.push.settings_providers import build_providers, worker_config
-    from mpaas.push.worker import PushWorker
+    from mpaas.push.worker import PushWorker, standalone_analytics
     from mpaas.storage.db import Database
 
     db = Database(settings)
@@ -218,11 +220,67 @@ async def _run_worker(settings: Any) -> None:
         f"push worker {worker.worker_id} running (providers: {', '.join(sorted(providers)) or 'none'})",
         err=True,
     )
-    worker.start()
     try:
-        await stop.wait()
+        async with standalone_analytics(db):  # outcomes and sweeps emit analytics events (ADR 0011)
+            worker.start()
+            try:
+                await stop.wait()
+            finally:
+                await worker.stop()
+                await worker.close_providers()
     finally:
-        await worker.stop()
-        await worker.close_providers()
         await db.close()
     click.echo("push worker stopped", err=True)
+
+
+@push_group.command("cancel")
+@click.argument("message_id", type=click.IntRange(1))
+@click.option("--app", required=True, help="App name.")
+@json_option
+def push_cancel(message_id: int, app: str, as_json: bool) -> None:
+    """Cancel a scheduled or sending message; what is not yet sent is withdrawn."""
+    out = ApiClient().call("POST", f"/api/v1/apps/{app}/push/messages/{message_id}/cancel")
+    if as_json:
+        emit_json(out)
+        return
+    click.echo(f"cancelled message {out['id']}: {out['withdrawn']} unsent deliveries withdrawn", err=True)
+
+
+@click.group("devices")
+def devices_group() -> None:
+    """Devices registered for push."""
+
+
+@devices_group.command("list")
+@click.option("--app", required=True, help="App name.")
+@click.option("--user", help="Only this user's devices.")
+@click.option("--tag", help="Only devices with this tag.")
+@click.option("--provider", type=click.Choice(["apns", "fcm", "ws"]), help="Only this native channel.")
+@click.option("--enabled/--disabled", default=None, help="Only enabled (or disabled) devices.")
+@paged
+@json_option
+def devices_list(
+    app: str,
+    user: str | None,
+    tag: str | None,
+    provider: str | None,
+    enabled: bool | None,
+    limit: int,
+    offset: int,
+    as_json: bool,
+) -> None:
+    """List an app's registered devices (never their tokens)."""
+    params = {
+        "user": user,
+        "tag": tag,
+        "provider": provider,
+        "enabled": None if enabled is None else str(enabled).lower(),
+        "limit": limit,
+        "offset": offset,
+    }
+    out = ApiClient().call("GET", f"/api/v1/apps/{app}/push/devices", params=params)
+    emit(
+        out,
+        as_json,
+        ["device_id", "provider", "user_id", "tags", "os", "app_version", "enabled", "registered_at"],
+    )

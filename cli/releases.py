@@ -1,4 +1,4 @@
-"""`mpaas release …` and `mpaas releases list/show/pause/resume/rollback/promote/set-rollout`."""
+"""`mpaas release …` and `mpaas releases …`: list, show, history, pause, resume, patch, rollback, promote."""
 
 from __future__ import annotations
 
@@ -207,16 +207,51 @@ def releases_set_rollout(release_id: int, percent: float, app: str, as_json: boo
     _show(out, as_json)
 
 
+@releases_group.command("patch")
+@click.argument("release_id", type=int)
+@click.option("--app", required=True, help="App name.")
+@click.option("--description", help="New release notes.")
+@click.option("--mandatory/--not-mandatory", default=None, help="Whether clients must install it.")
+@click.option("--rollout", type=click.FloatRange(0, 100), help="New rollout percentage.")
+@json_option
+def releases_patch(
+    release_id: int,
+    app: str,
+    description: str | None,
+    mandatory: bool | None,
+    rollout: float | None,
+    as_json: bool,
+) -> None:
+    """Change a live release's description, mandatory flag or rollout."""
+    body = {"description": description, "mandatory": mandatory, "rollout": rollout}
+    body = {k: v for k, v in body.items() if v is not None}
+    if not body:
+        raise CliError("nothing to change: give --description, --mandatory/--not-mandatory or --rollout", 2)
+    out = ApiClient().call("PATCH", f"/api/v1/apps/{app}/releases/{release_id}", json_body=body)
+    _show(out, as_json)
+
+
 @releases_group.command("promote")
 @click.argument("release_id", type=int)
 @click.option("--app", required=True, help="App name.")
 @click.option("--to", "channel", default="production", show_default=True, help="Target channel.")
+@click.option("--rollout", type=click.FloatRange(0, 100), help="Rollout percentage (default: the source's).")
+@click.option("--description", help="Release notes (default: the source's).")
+@click.option("--mandatory/--not-mandatory", default=None, help="Default: the source's.")
 @json_option
-def releases_promote(release_id: int, app: str, channel: str, as_json: bool) -> None:
-    """Release the same package on another channel with the same settings."""
-    out = ApiClient().call(
-        "POST", f"/api/v1/apps/{app}/releases/{release_id}/promote", json_body={"channel": channel}
-    )
+def releases_promote(
+    release_id: int,
+    app: str,
+    channel: str,
+    rollout: float | None,
+    description: str | None,
+    mandatory: bool | None,
+    as_json: bool,
+) -> None:
+    """Release the same package on another channel with the same settings (unless given)."""
+    body = {"channel": channel, "rollout": rollout, "description": description, "mandatory": mandatory}
+    body = {k: v for k, v in body.items() if v is not None}
+    out = ApiClient().call("POST", f"/api/v1/apps/{app}/releases/{release_id}/promote", json_body=body)
     _show(out, as_json)
 
 
@@ -224,14 +259,87 @@ def releases_promote(release_id: int, app: str, channel: str, as_json: bool) -> 
 @click.argument("package_id")
 @click.option("--app", required=True, help="App name.")
 @click.option("--channel", required=True, help="Channel.")
-@click.option("--kind", type=KIND, default="bundle", show_default=True)
+@click.option("--kind", type=KIND, help="Needed only when the id is released as several kinds.")
+@click.option(
+    "--to",
+    "to_release",
+    type=click.IntRange(1),
+    metavar="RELEASE_ID",
+    help="Go back to this earlier release (see `mpaas releases history`), not just the previous one.",
+)
 @click.option("--to-embedded", is_flag=True, help="Return devices to the version inside the binary.")
 @click.option("--mandatory", is_flag=True, help="Clients must install the rollback.")
 @json_option
 def releases_rollback(
-    package_id: str, app: str, channel: str, kind: str, to_embedded: bool, mandatory: bool, as_json: bool
+    package_id: str,
+    app: str,
+    channel: str,
+    kind: str | None,
+    to_release: int | None,
+    to_embedded: bool,
+    mandatory: bool,
+    as_json: bool,
 ) -> None:
     """Withdraw the newest release of a package; devices go back to the previous one."""
-    body = {"kind": kind, "id": package_id, "to_embedded": to_embedded, "mandatory": mandatory}
+    if to_release is not None and to_embedded:
+        raise CliError("give --to RELEASE_ID or --to-embedded, not both", exit_code=2)
+    body = {
+        "kind": kind,
+        "id": package_id,
+        "to_embedded": to_embedded,
+        "mandatory": mandatory,
+        "to_release": to_release,
+    }
+    body = {k: v for k, v in body.items() if v is not None}
     out = ApiClient().call("POST", f"/api/v1/apps/{app}/channels/{channel}/rollback", json_body=body)
     _show(out, as_json)
+
+
+HISTORY_COLUMNS = [
+    "id",
+    "label",
+    "kind",
+    "package_id",
+    "version",
+    "status",
+    "rollout",
+    "mandatory",
+    "origin",
+    "created_by",
+    "created_at",
+    "description",
+]
+
+
+def _origin(row: dict[str, Any]) -> str:
+    if row.get("rollback_of"):
+        return f"rollback of {row['rollback_of']}" + (" to embedded" if row.get("embedded") else "")
+    if row.get("promoted_from"):
+        return f"promoted from {row['promoted_from']}"
+    return "release"
+
+
+@releases_group.command("history")
+@click.option("--app", required=True, help="App name.")
+@click.option("--channel", required=True, help="Channel.")
+@click.option("--id", "package_id", help="Only this package id.")
+@click.option("--kind", type=KIND, help="Only this kind.")
+@paged
+@json_option
+def releases_history(
+    app: str,
+    channel: str,
+    package_id: str | None,
+    kind: str | None,
+    limit: int,
+    offset: int,
+    as_json: bool,
+) -> None:
+    """A channel's releases, newest first: label, version, status, and where each came from."""
+    params = {"channel": channel, "id": package_id, "kind": kind, "limit": limit, "offset": offset}
+    out = ApiClient().call("GET", f"/api/v1/apps/{app}/releases", params=params)
+    if as_json:
+        emit_json(out)
+        return
+    out["items"] = [row | {"origin": _origin(row)} for row in out["items"]]
+    emit(out, False, HISTORY_COLUMNS)

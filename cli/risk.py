@@ -1,5 +1,7 @@
-"""`mpaas risk …`: show and load transfer risk rules (a new version takes effect in every server
-within one poll, no deploy), keep the deny/allow/watch lists, and read stored decisions."""
+"""`mpaas risk …`: show and load risk rules (a loaded file is a draft; four eyes activate it, and
+the new version takes effect in every server within one poll, no deploy), keep the
+deny/allow/watch lists, and read stored decisions. Review steps, cases, shadows and backtests
+are in ``risk_review`` and ``risk_cases``."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from mpaas.cli.output import emit, emit_json, emit_record, emit_table, json_opti
 RULESETS = "/api/v1/risk/rulesets"
 LISTS = "/api/v1/risk/lists"
 MAX_FILE = 256 << 10
+ENTITIES = ["counterparty", "account", "device", "ip", "user", "card_bin"]
 scene_option = click.option("--scene", default=None, help="Scene (default: the file's, else transfer).")
 
 
@@ -27,7 +30,7 @@ def risk_group() -> None:
 
 @risk_group.group("rules")
 def rules_group() -> None:
-    """Rule sets: each load is a new, immutable version, activated at once."""
+    """Rule sets: each load is a new, immutable draft; submit, approve (a second person) and activate it."""
 
 
 def _show_document(out: dict[str, Any]) -> None:
@@ -59,7 +62,11 @@ def show_cmd(scene: str | None, version: int | None, as_json: bool) -> None:
 def list_cmd(scene: str | None, as_json: bool) -> None:
     """List stored versions, newest first."""
     out = ApiClient().call("GET", RULESETS, params={"scene": scene})
-    emit(out, as_json, ["label", "status", "rules", "created_by", "created_at", "activated_at"])
+    emit(
+        out,
+        as_json,
+        ["label", "status", "rules", "created_by", "submitted_by", "approved_by", "activated_at"],
+    )
 
 
 @rules_group.command("load")
@@ -67,7 +74,7 @@ def list_cmd(scene: str | None, as_json: bool) -> None:
 @scene_option
 @json_option
 def load_cmd(file: Path, scene: str | None, as_json: bool) -> None:
-    """Validate FILE (YAML or JSON), store it as a new version and activate it."""
+    """Validate FILE (YAML or JSON) and store it as a new draft version."""
     if file.stat().st_size > MAX_FILE:
         raise CliError(f"{file} is larger than {MAX_FILE} bytes")
     try:
@@ -82,7 +89,7 @@ def load_cmd(file: Path, scene: str | None, as_json: bool) -> None:
     if as_json:
         emit_json(out)
         return
-    click.echo(f"activated {out['label']} ({out['rules']} rules)")
+    click.echo(f"stored draft {out['label']} ({out['rules']} rules); next: mpaas risk rules submit")
 
 
 @risk_group.group("lists")
@@ -92,7 +99,7 @@ def lists_group() -> None:
 
 @lists_group.command("add")
 @click.argument("kind", type=click.Choice(["deny", "allow", "watch"]))
-@click.argument("entity", type=click.Choice(["counterparty", "account", "device", "ip", "user"]))
+@click.argument("entity", type=click.Choice(ENTITIES))
 @click.argument("value")
 @click.option("--reason", default="", help="Why (kept with the entry and in the audit log).")
 @click.option("--expires", default=None, help="ISO 8601 time after which the entry no longer counts.")
@@ -105,7 +112,7 @@ def lists_add_cmd(kind: str, entity: str, value: str, reason: str, expires: str 
 
 @lists_group.command("remove")
 @click.argument("kind", type=click.Choice(["deny", "allow", "watch"]))
-@click.argument("entity", type=click.Choice(["counterparty", "account", "device", "ip", "user"]))
+@click.argument("entity", type=click.Choice(ENTITIES))
 @click.argument("value")
 def lists_remove_cmd(kind: str, entity: str, value: str) -> None:
     """Take VALUE off the KIND list of ENTITY values."""
@@ -114,10 +121,12 @@ def lists_remove_cmd(kind: str, entity: str, value: str) -> None:
 
 
 @lists_group.command("list")
+@click.option("--limit", type=click.IntRange(1, 500), default=100, show_default=True, help="Page size.")
+@click.option("--offset", type=click.IntRange(0), default=0, show_default=True, help="Skip this many.")
 @json_option
-def lists_list_cmd(as_json: bool) -> None:
-    """Every list entry."""
-    out = ApiClient().call("GET", LISTS)
+def lists_list_cmd(limit: int, offset: int, as_json: bool) -> None:
+    """List entries, oldest first."""
+    out = ApiClient().call("GET", LISTS, params={"limit": limit, "offset": offset})
     emit(out, as_json, ["kind", "entity", "value", "reason", "expires_at", "created_by"])
 
 
@@ -134,3 +143,11 @@ def decision_cmd(decision_id: str, as_json: bool) -> None:
     emit_table(out["reasons"], ["rule", "weight", "message"])
     click.echo("outcomes: " + ", ".join(f"{k}={v}" for k, v in out["outcomes"].items()))
     click.echo(f"inputs: {out['inputs']}")
+
+
+# The review, case, shadow and backtest commands attach themselves to the groups above;
+# the model centre's commands are their own group (cli/risk_models.py).
+from mpaas.cli import risk_cases, risk_review  # noqa: E402, F401
+from mpaas.cli.risk_models import models_group  # noqa: E402
+
+risk_group.add_command(models_group)

@@ -44,6 +44,7 @@ MODEL_MODULES = (
     "mpaas.banking.models",
     "mpaas.banking.ledger.models",
     "mpaas.banking.risk.models",
+    "mpaas.banking.risk.modelcentre.models",
     "mpaas.analytics.reports.models",
     "mpaas.console.models",
 )
@@ -60,6 +61,7 @@ def domain_apis() -> list[Api]:
     from mpaas.analytics.reports.api import api as reports
     from mpaas.banking.api import api as banking
     from mpaas.banking.risk.api import api as risk
+    from mpaas.banking.risk.modelcentre.api import api as risk_models
     from mpaas.console.api import api as console
     from mpaas.gateway.api import api as gateway
     from mpaas.identity.api import api as identity
@@ -67,6 +69,7 @@ def domain_apis() -> list[Api]:
     from mpaas.packages.api import api as packages
     from mpaas.packages.protocols.api import api as release_clients
     from mpaas.packages.releases.api import api as releases
+    from mpaas.push.admin_api import api as push_admin
     from mpaas.push.api import api as push
     from mpaas.signing.api import api as signing
 
@@ -77,10 +80,12 @@ def domain_apis() -> list[Api]:
         packages,
         signing,
         push,
+        push_admin,
         releases,
         release_clients,
         banking,
         risk,
+        risk_models,
         analytics,
         reports,
         console,

@@ -96,7 +96,9 @@ class Settings:
     push_max_attempts: int = 10
     push_backoff_base: float = 1.0
     push_backoff_max: float = 600.0
-    push_lease_seconds: int = 120
+    push_lease_seconds: int = 8
+    push_heartbeat_seconds: float = 2.0
+    push_claim_size: int = 100
     push_poll_interval: float = 1.0
     push_ws_heartbeat: float = 30.0
     tuf_key_type: str = "ecdsa"
@@ -129,6 +131,7 @@ class Settings:
     banking_clearing_timeout_seconds: float = 900.0
     banking_sweep_seconds: float = 10.0
     risk_engine: str = "cel"
+    risk_model_deadline_ms: int = 20
     nats_url: str | None = None
     analytics_nats_stream: str = "MPAAS_EVENTS"
     analytics_loader: bool = True
@@ -224,7 +227,9 @@ class Settings:
             push_max_attempts=num("push_max_attempts", 10, minimum=1, maximum=1000),
             push_backoff_base=real("push_backoff_base", 1.0, minimum=0.001, maximum=3600.0),
             push_backoff_max=real("push_backoff_max", 600.0, minimum=0.001, maximum=86400.0),
-            push_lease_seconds=num("push_lease_seconds", 120, minimum=1, maximum=86400),
+            push_lease_seconds=num("push_lease_seconds", 8, minimum=1, maximum=86400),
+            push_heartbeat_seconds=real("push_heartbeat_seconds", 2.0, minimum=0.05, maximum=3600.0),
+            push_claim_size=num("push_claim_size", 100, minimum=1, maximum=10_000),
             push_poll_interval=real("push_poll_interval", 1.0, minimum=0.01, maximum=60.0),
             push_ws_heartbeat=real("push_ws_heartbeat", 30.0, minimum=0.1, maximum=3600.0),
             tuf_key_type=str(raw.get("tuf_key_type", "ecdsa")).lower(),
@@ -261,6 +266,7 @@ class Settings:
             ),
             banking_sweep_seconds=real("banking_sweep_seconds", 10.0, minimum=0.01, maximum=3600.0),
             risk_engine=str(raw.get("risk_engine", "cel")).lower(),
+            risk_model_deadline_ms=num("risk_model_deadline_ms", 20, minimum=1, maximum=10_000),
             nats_url=nats_url_value(raw.get("nats_url")),
             analytics_nats_stream=str(raw.get("analytics_nats_stream", "MPAAS_EVENTS")),
             analytics_loader=bool(flag("analytics_loader", True)),
@@ -275,6 +281,11 @@ class Settings:
             console_argon2_memory_kib=num("console_argon2_memory_kib", 65536, minimum=1024, maximum=4 << 20),
             trust_proxy=bool(flag("trust_proxy", False)),
         )
+        if settings.push_heartbeat_seconds >= settings.push_lease_seconds:
+            raise ConfigError(
+                f"{PREFIX}PUSH_HEARTBEAT_SECONDS must be shorter than {PREFIX}PUSH_LEASE_SECONDS "
+                "(the heartbeat renews the lease before it runs out)"
+            )
         if settings.risk_engine not in ("cel", "off"):
             raise ConfigError(f"{PREFIX}RISK_ENGINE={settings.risk_engine!r} must be cel or off")
         if settings.tuf_key_type not in ("ecdsa", "ed25519"):

@@ -24,9 +24,11 @@ from mpaas.packages.api_schemas import (
 )
 from mpaas.packages.errors import PackageNotFound
 from mpaas.packages.models import KINDS, Package
-from mpaas.packages.service import PackageService, delta_dict, package_dict
+from mpaas.packages.service import PackageService, PublishResult, delta_dict, package_dict
 from mpaas.packages.service_key import PACKAGES
 from mpaas.packages.spec import PublishSpec
+from mpaas.packages.versions_api import api as versions_api
+from mpaas.packages.versions_api import check_flag, check_publish_allowed, signing_state
 from mpaas.web.api import (
     MAX_INT64,
     PAGE_QUERY,
@@ -157,6 +159,7 @@ def _spec(data: dict[str, Any]) -> tuple[str, PublishSpec]:
         target_binary_range=opt("target_binary_range"),
         platform=opt("platform"),
         patch_type=opt("patch_type"),
+        allow_nonsemver=check_flag(data, "allow_nonsemver"),
     )
 
 
@@ -173,21 +176,28 @@ async def publish(request: web.Request) -> web.StreamResponse:
     """With ``Accept: application/x-ndjson`` the answer streams progress lines, then the result."""
     upload_id, spec = _spec(await read_object(request))
     app = await _app(request)
+    signing = await signing_state(request, app)
+    await check_publish_allowed(app, signing)
     svc, actor = _service(request), actor_of(request)
     if "application/x-ndjson" not in request.headers.get("Accept", ""):
         result = await svc.publish(app, actor, upload_id, spec)
-        body = _publish_body(result.package, result.deltas, app.name, result.created)
+        body = _publish_body(result, app.name, signing)
         return json_response(body, status=201 if result.created else 200)
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
     def progress(stage: str, done: int, total: int) -> None:
         queue.put_nowait({"stage": stage, "done": done, "total": total})
 
-    return await _stream_publish(request, svc.publish(app, actor, upload_id, spec, progress), queue, app)
+    work = svc.publish(app, actor, upload_id, spec, progress)
+    return await _stream_publish(request, work, queue, app, signing)
 
 
 async def _stream_publish(
-    request: web.Request, work: Awaitable[Any], queue: asyncio.Queue[dict[str, Any]], app: App
+    request: web.Request,
+    work: Awaitable[Any],
+    queue: asyncio.Queue[dict[str, Any]],
+    app: App,
+    signing: dict[str, Any],
 ) -> web.StreamResponse:
     """Progress lines while ``work`` runs, then one final line: ``{"result": ...}`` or
     ``{"error": ..., "status": N}``, whatever ``work`` raised (a bug included: the line
@@ -207,7 +217,7 @@ async def _stream_publish(
             else:
                 getter.cancel()
         result = task.result()
-        line = {"result": _publish_body(result.package, result.deltas, app.name, result.created)}
+        line = {"result": _publish_body(result, app.name, signing)}
         response.outcome = 201 if result.created else 200
     except MpaasError as exc:
         line = {**exc.to_dict(), "status": exc.status}
@@ -224,11 +234,16 @@ async def _stream_publish(
     return response
 
 
-def _publish_body(pkg: Package, deltas: list[Any], app_name: str, created: bool) -> dict[str, Any]:
-    return package_dict(pkg, app_name) | {
-        "created": created,
-        "deltas": [{"from_pk": d.from_pk, "size": d.patch_size} for d in deltas],
-    }
+def _publish_body(result: PublishResult, app_name: str, signing: dict[str, Any]) -> dict[str, Any]:
+    return (
+        package_dict(result.package, app_name)
+        | {
+            "created": result.created,
+            "deltas": [{"from_pk": d.from_pk, "size": d.patch_size} for d in result.deltas],
+            "warnings": result.warnings,
+        }
+        | signing
+    )
 
 
 @api.route(
@@ -275,6 +290,7 @@ async def show_package(request: web.Request) -> web.Response:
     app, pkg = await _package(request)
     svc = _service(request)
     body = package_dict(pkg, app.name) | {"deltas": [delta_dict(d, b) for d, b in await svc.deltas(pkg)]}
+    body |= await signing_state(request, app)
     if request.query.get("files") in ("1", "true"):
         body["files"] = [f.to_dict() for f in (await svc.manifest(pkg)).files]
     return json_response(body)
@@ -358,6 +374,12 @@ async def package_diff(request: web.Request) -> web.Response:
         "delta": None,
     }
     found = await svc.delta_from(new, old.version)
+    # Payload bytes are known only from a built patch: the stored one's stats, or none.
+    body["changes"]["payload_known"] = found is not None
     if found is not None:
         body["delta"] = delta_dict(*found)
+        body["changes"]["summary"] = found[0].stats or body["changes"]["summary"]
     return json_response(body)
+
+
+api.extend(versions_api)

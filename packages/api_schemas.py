@@ -16,6 +16,8 @@ from mpaas.packages.spec import ID_RE, PATCH_TYPES, PLATFORMS, VERSION_RE
 from mpaas.web.api import pattern_schema
 
 SHA_PATTERN = "^[0-9a-f]{64}$"
+#: What :meth:`mpaas.packages.semver.Version.parse` reads, within VERSION_RE's 64 characters.
+SEMVER_PATTERN = r"(?=.{1,64}$)v?[0-9]{1,9}(?:\.[0-9]{1,9}){0,2}(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?"
 PACKAGE_ID_SCHEMA = pattern_schema(ID_RE)
 VERSION_SCHEMA = pattern_schema(VERSION_RE)
 #: Path parameters of every route under ``PKG``.
@@ -64,11 +66,21 @@ PUBLISH_BODY = {
         "target_binary_range": RANGE_SCHEMA,
         "platform": {"enum": list(PLATFORMS)},
         "patch_type": {"enum": list(PATCH_TYPES)},
+        "allow_nonsemver": {
+            "type": "boolean",
+            "description": "accept a version that is not semver (default: refused)",
+        },
     },
     "allOf": [
         {
             "if": {"required": ["kind"], "properties": {"kind": {"const": "hotfix"}}},
             "then": {"required": ["target_binary_range", "platform", "patch_type"]},
-        }
+        },
+        {
+            "if": {
+                "not": {"required": ["allow_nonsemver"], "properties": {"allow_nonsemver": {"const": True}}}
+            },
+            "then": {"properties": {"version": pattern_schema(SEMVER_PATTERN)}},
+        },
     ],
 }

@@ -63,6 +63,8 @@ class PublishResult:
     package: Package
     deltas: list[PackageDelta]
     created: bool
+    #: Things the publisher should know, e.g. a version lower than the latest one.
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,7 @@ class PackageService:
                     raise
                 report("unpack", 1, 1)
                 self._check_entry(spec, meta, manifest)
+                spec.check_semver()
                 if existing is not None:
                     if existing.package_hash == manifest.package_hash:
                         await self.uploads.discard(upload_id)
@@ -121,6 +124,7 @@ class PackageService:
                 built = await store_tree(self.blobs, tree, manifest, work, report)
                 await self._build_deltas(app, spec, tree, manifest, built, work, report)
                 result = await self._commit(app, actor, spec, meta, built)
+                result.warnings = await self._order_warnings(app, spec, result.package)
             finally:
                 await asyncio.to_thread(shutil.rmtree, work, ignore_errors=True)
         await self.uploads.discard(upload.id)
@@ -128,6 +132,34 @@ class PackageService:
             for hook in self.hooks:
                 await hook(app, result.package, result.deltas)
         return result
+
+    async def _order_warnings(self, app: App, spec: PublishSpec, new: Package) -> list[str]:
+        """A warning when the new version sorts below the latest semver version of its lineage."""
+        version = spec.semver()
+        if version is None:
+            return []
+        async with self.db.session() as s:
+            rows = await s.exec(
+                select(Package.version).where(
+                    Package.app_id == app.id,
+                    Package.kind == spec.kind,
+                    Package.package_id == spec.package_id,
+                    Package.id != new.id,
+                )
+            )
+            raw = list(rows.all())
+        others = [
+            (v, r) for r in raw if (v := PublishSpec(spec.kind, spec.package_id, r).semver()) is not None
+        ]
+        if not others:
+            return []
+        latest, latest_text = max(others, key=lambda pair: pair[0])
+        if not version < latest:
+            return []
+        return [
+            f"{spec.version} is lower than {latest_text}, the latest version of {spec.kind} "
+            f"{spec.package_id}; releasing it moves devices backwards"
+        ]
 
     @staticmethod
     def _exists_message(spec: PublishSpec) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from mpaas.packages.errors import InvalidPackageMeta
 from mpaas.packages.models import KINDS
-from mpaas.packages.semver import check_range
+from mpaas.packages.semver import InvalidVersion, Version, check_range
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
@@ -30,6 +30,28 @@ class PublishSpec:
     target_binary_range: str | None = None
     platform: str | None = None
     patch_type: str | None = None
+    #: Accept a version that is not ``MAJOR[.MINOR[.PATCH]][-PRE][+BUILD]`` (no order check then).
+    allow_nonsemver: bool = False
+
+    def semver(self) -> Version | None:
+        """The version as semver, or None when it is not one."""
+        try:
+            return Version.parse(self.version)
+        except InvalidVersion:
+            return None
+
+    def check_semver(self) -> None:
+        """Refuse a version that is not semver unless ``allow_nonsemver``.
+
+        The publish runs it after the archive checks, so a hostile archive is reported as such.
+        """
+        if not self.allow_nonsemver and self.semver() is None:
+            raise InvalidPackageMeta(
+                f"version {self.version!r} is not semver (MAJOR.MINOR.PATCH, e.g. 1.4.0 or 2.0.0-beta.1); "
+                "versions are compared to warn about going backwards: pass --allow-nonsemver "
+                "(allow_nonsemver) to publish it anyway",
+                code="nonsemver_version",
+            )
 
     def validate(self) -> dict[str, Any]:
         """Check the fields for the kind; return the metadata to store."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from mpaas.appkeys import DB
+from mpaas.appkeys import DB, SETTINGS
 from mpaas.errors import ValidationError
 from mpaas.identity import tenancy
 from mpaas.identity.guard import actor_of
@@ -270,7 +270,7 @@ async def _message_out(request: web.Request, message: Any, app_name: str) -> dic
     tag="push",
     roles=OPS,
     body=MESSAGE_BODY,
-    responses={202: "queued"},
+    responses={202: "queued; `warnings` lists what will keep it from some or all devices"},
 )
 async def send_message(request: web.Request) -> web.Response:
     db = request.app[DB]
@@ -278,7 +278,9 @@ async def send_message(request: web.Request) -> web.Response:
     spec = messages.parse_message_spec(await read_object(request))
     message = await messages.create_message(db, actor_of(request), app, spec)
     request.app[PUSH].queued()
-    return json_response(messages.message_dict(message, app.name), status=202)
+    channels = messages.configured_channels(request.app[SETTINGS])
+    warnings = await messages.send_warnings(db, message, channels)
+    return json_response(messages.message_dict(message, app.name) | {"warnings": warnings}, status=202)
 
 
 @api.route(

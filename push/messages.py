@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import and_, func
 from sqlmodel import col, select
 
 from mpaas.identity.audit import Actor, record
@@ -20,6 +20,9 @@ from mpaas.identity.models import App
 from mpaas.push.devices import DEVICE_ID_RE, LOCALE_RE, TAG_RE
 from mpaas.push.errors import InvalidPushRequest, MessageNotFound
 from mpaas.push.models import FALLBACKS, PushAppSettings, PushMessage
+from mpaas.push.queue.expansion import audience_filter
+from mpaas.push.queue.tables import DEVICES, execute
+from mpaas.settings import Settings
 from mpaas.storage.db import Database, utcnow
 
 AUDIENCE_KINDS = ("devices", "users", "tags", "all")
@@ -234,6 +237,52 @@ async def create_message(db: Database, actor: Actor, app: App, spec: MessageSpec
             detail={"audience": spec.audience, "send_at": send_at.isoformat(), "ttl": spec.ttl_seconds},
         )
     return message
+
+
+def configured_channels(settings: Settings) -> set[str]:
+    """The channels this deployment can send on: the WebSocket, and each native one with credentials."""
+    channels = {"ws"}
+    if settings.apns_key_file:
+        channels.add("apns")
+    if settings.fcm_service_account:
+        channels.add("fcm")
+    return channels
+
+
+PROVIDER_NAMES = {"apns": "APNs (MPAAS_APNS_KEY_FILE)", "fcm": "FCM (MPAAS_FCM_SERVICE_ACCOUNT)"}
+
+
+async def send_warnings(db: Database, message: PushMessage, channels: set[str]) -> list[str]:
+    """What a sender should know now: no device matches, or matching devices no provider reaches.
+
+    The audience is resolved again when the message is due; a message that then reaches no
+    one ends ``undeliverable`` (see :func:`mpaas.push.queue.expansion.expand_one_batch`).
+    """
+    matching = and_(DEVICES.c.app_id == message.app_id, DEVICES.c.enabled.is_(True), audience_filter(message))
+    async with db.session() as s:
+        rows = (
+            await execute(
+                s,
+                select(DEVICES.c.provider, func.count()).where(matching).group_by(DEVICES.c.provider),
+            )
+        ).all()
+    by_provider = {str(provider): int(count) for provider, count in rows}
+    later = message.status == "scheduled" and message.send_at > utcnow() + timedelta(seconds=1)
+    if not by_provider:
+        if later:
+            return ["no device matches the audience now; it is resolved again when the message is due"]
+        return ["no device matches the audience: the message is undeliverable"]
+    if message.fallback in ("ws", "ws_then_native"):
+        return []  # the WebSocket goes first, and every device has it
+    out = []
+    for provider, count in sorted(by_provider.items()):
+        if provider not in channels:
+            then = " (the WebSocket fallback may reach them)" if message.fallback == "native_then_ws" else ""
+            out.append(
+                f"{count} matching device(s) use {provider}, but {PROVIDER_NAMES.get(provider, provider)} "
+                f"is not configured on this server: their deliveries fail as no_provider{then}"
+            )
+    return out
 
 
 async def get_message(db: Database, message_id: int, app: App | None = None) -> PushMessage:

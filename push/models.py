@@ -85,7 +85,11 @@ class PushAppSettings(SQLModel, table=True):
 
 
 class PushMessage(SQLModel, table=True):
-    """What to send and to whom. ``status``: scheduled → expanding → queued."""
+    """What to send and to whom. ``status``: scheduled → expanding → queued, or ``undeliverable``.
+
+    ``undeliverable``: when it expanded, no enabled device of the app matched the audience on
+    a channel a provider is configured for (or on any channel): nothing was queued.
+    """
 
     __tablename__ = "push_messages"
     __table_args__ = (
@@ -133,7 +137,11 @@ class PushDelivery(SQLModel, table=True):
     channel: str = Field(max_length=8)
     status: str = Field(default=PENDING, max_length=8)
     reason: str | None = Field(default=None, max_length=64)
+    #: Claims so far (each is one attempt at the provider, or one lost to a crash).
     attempts: int = 0
+    #: Attempts that failed for a passing reason (429, 5xx, no answer, a dead worker): retried
+    #: until the TTL; ``attempts - transient_failures`` is what ``max_attempts`` caps.
+    transient_failures: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     next_attempt_at: datetime
     last_attempt_at: datetime | None = None
     expires_at: datetime

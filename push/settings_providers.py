@@ -99,6 +99,8 @@ def worker_config(settings: Settings) -> WorkerConfig:
         concurrency=settings.push_concurrency,
         lease=timedelta(seconds=settings.push_lease_seconds),
         poll_interval=settings.push_poll_interval,
+        claim_size=settings.push_claim_size,
+        heartbeat=timedelta(seconds=settings.push_heartbeat_seconds),
         policy=RetryPolicy(
             base_seconds=settings.push_backoff_base,
             max_seconds=settings.push_backoff_max,

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from mpaas.analytics.reports import daily
 from mpaas.analytics.reports.engine import ReportEngine
 from mpaas.analytics.reports.errors import InvalidReportParameter
 from mpaas.analytics.reports.params import (
@@ -84,6 +85,20 @@ def active_users(engine: ReportEngine, query: ReportQuery) -> ActiveUsersResult:
     active day; per day the number of open segments is the count, summed from +1/-1 edges."""
     base = Base(engine, query)
     first, last = base.local_days()
+    rolled = base.days_rollup()
+    edges = daily.active_edges(base, first, last) if rolled else _raw_active_edges(base, first)
+    open_ = [0, 0, 0]
+    days = []
+    for n in range(min([first, *edges]), last + 1):
+        for i, delta in enumerate(edges.get(n, (0, 0, 0))):
+            open_[i] += delta
+        if n >= first:
+            days.append(ActiveUsersDay(day_of(n), *open_))
+    return ActiveUsersResult(tuple(days))
+
+
+def _raw_active_edges(base: Base, first: int) -> daily.Edges:
+    engine, query = base.engine, base.q
     ev = base.ev(("person", "dnum"), since=query.range.start - timedelta(days=31))
     rows = base.run(
         [
@@ -104,21 +119,18 @@ def active_users(engine: ReportEngine, query: ReportQuery) -> ActiveUsersResult:
         ],
         "SELECT eday, sum(d1), sum(d7), sum(d30) FROM edges GROUP BY eday ORDER BY eday",
     )
-    edges = {int(r[0]): (int(r[1]), int(r[2]), int(r[3])) for r in rows}
-    open_ = [0, 0, 0]
-    days = []
-    for n in range(min([first, *edges]), last + 1):
-        for i, delta in enumerate(edges.get(n, (0, 0, 0))):
-            open_[i] += delta
-        if n >= first:
-            days.append(ActiveUsersDay(day_of(n), *open_))
-    return ActiveUsersResult(tuple(days))
+    return {int(r[0]): (int(r[1]), int(r[2]), int(r[3])) for r in rows}
 
 
 def new_vs_returning(engine: ReportEngine, query: ReportQuery) -> NewReturningResult:
     """Per local day: persons whose first event ever is that day, and the others active."""
     base = Base(engine, query)
     first, last = base.local_days()
+    if base.days_rollup():
+        found = daily.new_returning(base, first, last)
+        return NewReturningResult(
+            tuple(NewReturningDay(day_of(n), *found.get(n, (0, 0))) for n in range(first, last + 1))
+        )
     start_ms = int(query.range.start.timestamp() * 1000)
     rows = base.run(
         [
@@ -141,6 +153,10 @@ def stickiness(engine: ReportEngine, query: ReportQuery) -> StickinessResult:
     """How many persons were active on exactly k local days of the range, k = 1..days."""
     base = Base(engine, query)
     first, last = base.local_days()
+    span = last - first + 1
+    if base.days_rollup():
+        counted = daily.days_active(base, first, last)
+        return StickinessResult(span, tuple(counted.get(k, 0) for k in range(1, span + 1)))
     rows = base.run(
         [
             base.links(),
@@ -151,7 +167,6 @@ def stickiness(engine: ReportEngine, query: ReportQuery) -> StickinessResult:
         "SELECT k, count(*) FROM pd GROUP BY k",
     )
     found = {int(k): int(n) for k, n in rows}
-    span = last - first + 1
     return StickinessResult(span, tuple(found.get(k, 0) for k in range(1, span + 1)))
 
 
@@ -200,9 +215,11 @@ def retention(
     sizes_select = "SELECT 1 AS part, c, CAST(0 AS BIGINT) AS n, count(*) AS k FROM cf GROUP BY c"
     sizes: dict[int, int] = {}
     cells: dict[tuple[int, int], int] = defaultdict(int)
-    for part, c, n, count in base.run(
-        ctes, f"{sizes_select} UNION ALL SELECT 2 AS part, * FROM ({select}) AS p2"
-    ):
+    if base.days_rollup() and cohort_event is None and return_event is None:
+        found = daily.retention_cells(base, first, last, periods, mode)
+    else:
+        found = base.run(ctes, f"{sizes_select} UNION ALL SELECT 2 AS part, * FROM ({select}) AS p2")
+    for part, c, n, count in found:
         if part == 1:
             sizes[int(c)] = int(count)
             continue

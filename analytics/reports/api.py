@@ -43,6 +43,9 @@ from mpaas.web.api import (
 api = Api()
 FILTER_TEXT = {"type": "string", "pattern": FILTER_TEXT_PATTERN, "description": "field=value, !=, >, <, ~"}
 ANALYST = ("analyst",)
+#: Report kinds that release engineers read too: aggregate shares of devices per package
+#: version, about their own releases, nothing about a person (the console's releases page).
+RELEASE_KINDS = {"adoption": ("analyst", "release-manager")}
 REPORTS = "/api/v1/analytics/reports"
 SAVED = "/api/v1/analytics/saved-reports"
 MAX_BODY = 64 * 1024
@@ -133,12 +136,17 @@ for _kind in KINDS.values():
         _path,
         summary=_kind.summary,
         tag="analytics-reports",
-        roles=ANALYST,
+        roles=RELEASE_KINDS.get(_kind.name, ANALYST),
         query=_query_spec(_kind),
         required=_kind.schema()["required"],
     )(_handler)
     api.route(
-        "POST", _path, summary=_kind.summary, tag="analytics-reports", roles=ANALYST, body=_kind.schema()
+        "POST",
+        _path,
+        summary=_kind.summary,
+        tag="analytics-reports",
+        roles=RELEASE_KINDS.get(_kind.name, ANALYST),
+        body=_kind.schema(),
     )(_handler)
 
 

@@ -71,6 +71,10 @@ class Dialect:
         """A NULL of the text type."""
         raise NotImplementedError
 
+    def null_int(self) -> str:
+        """A NULL of the 64-bit integer type."""
+        raise NotImplementedError
+
     def key_hash(self, expr: str) -> str:
         """A 64-bit integer standing for a text key (NULL for NULL): windows, joins and
         DISTINCTs on it are cheaper than on the text. The engines hash differently, but a
@@ -148,6 +152,9 @@ class DuckDbDialect(Dialect):
     def null_text(self) -> str:
         return "CAST(NULL AS VARCHAR)"
 
+    def null_int(self) -> str:
+        return "CAST(NULL AS BIGINT)"
+
     def key_hash(self, expr: str) -> str:
         return f"CASE WHEN ({expr}) IS NOT NULL THEN hash({expr}) END"  # hash(NULL) is a number
 
@@ -199,6 +206,9 @@ class ClickHouseDialect(Dialect):
 
     def null_text(self) -> str:
         return "CAST(NULL AS Nullable(String))"
+
+    def null_int(self) -> str:
+        return "CAST(NULL AS Nullable(Int64))"
 
     def key_hash(self, expr: str) -> str:
         return f"cityHash64({expr})"  # NULL for NULL

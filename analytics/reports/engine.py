@@ -26,15 +26,40 @@ class ReportEngine(Protocol):
         """Run a query; values are int, float, str or None (NaN becomes None)."""
         ...
 
+    def rollup_zone(self) -> str | None:
+        """The time zone of the store's current rollups (ADR 0014), or None: read the raw events."""
+        ...
+
+    def materialized_ctes(self) -> bool:
+        """Whether ``WITH x AS MATERIALIZED (...)`` computes a CTE once (ClickHouse 25.x+)."""
+        ...
+
 
 class StoreEngine:
-    def __init__(self, store: Fetcher, dialect: Dialect) -> None:
+    """``rollups=False`` makes every report read the raw events (the reference path)."""
+
+    def __init__(self, store: Fetcher, dialect: Dialect, *, rollups: bool = True) -> None:
         self.store = store
         self._dialect = dialect
+        self.rollups = rollups
 
     @property
     def dialect(self) -> Dialect:
         return self._dialect
+
+    def rollup_zone(self) -> str | None:
+        zone = getattr(self.store, "rollup_zone", None)
+        if not self.rollups or zone is None:
+            return None
+        try:
+            found = zone()
+        except (OSError, ConnectionError) as exc:
+            raise EngineUnavailable(f"the event store cannot be read: {exc}") from exc
+        return str(found) if found is not None else None
+
+    def materialized_ctes(self) -> bool:
+        supported = getattr(self.store, "materialized_ctes", None)
+        return bool(supported()) if supported is not None else False
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         try:

@@ -142,10 +142,26 @@ class Base:
         self.q = query
         self.app = self.d.text(query.app)
         self.tz = query.tz
+        #: the zone of the store's current rollups (ADR 0014); None: raw events only
+        self.rollup = engine.rollup_zone()
+
+    def days_rollup(self) -> bool:
+        """Whether an activity report may read ``rollup_person_days`` instead of ``ev``: the
+        rollups are of the query's zone, the range starts and ends at local midnights (a
+        rollup row is a whole day) and there are no filters (the rollups keep no columns)."""
+        if self.rollup != self.tz or self.q.filters:
+            return False
+        zone = ZoneInfo(self.tz)
+        return all(
+            t.astimezone(zone).time() == datetime.min.time() for t in (self.q.range.start, self.q.range.end)
+        )
 
     def links(self) -> str:
-        """``lkey``: the linked id's :meth:`~Dialect.key_hash`; ``lperson``: its user's."""
+        """``lkey``: the linked id's :meth:`~Dialect.key_hash`; ``lperson``: its user's (from
+        the store's persons map when its rollups are current: the same rows, kept at load)."""
         d = self.d
+        if self.rollup is not None:
+            return f"links AS (SELECT lkey, lperson FROM rollup_persons WHERE app = {self.app})"
         ts = d.epoch_ms("timestamp")
         return f"""links AS (
   SELECT lkey, {d.key_hash("nullif(luser, '')")} AS lperson FROM (
@@ -195,7 +211,8 @@ class Base:
         ms = d.epoch_ms("e.timestamp")
         offset = offset_sql(self.tz, since=None if history else start, until=None if open_end else end, ms=ms)
         local = f"({ms} + {offset})"
-        own = d.key_hash("coalesce(e.user_id, e.anonymous_id)")
+        # the store writes this hash with each event when it keeps rollups (ADR 0014)
+        own = "e.own" if self.rollup is not None else d.key_hash("coalesce(e.user_id, e.anonymous_id)")
         breakdown = field_sql(d, self.q.breakdown, "e.", "properties") if self.q.breakdown else "NULL"
         known = {
             "person": f"coalesce(l.lperson, {own})",

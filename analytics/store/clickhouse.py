@@ -29,7 +29,10 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mpaas.analytics.reports.dialect import CLICKHOUSE
+from mpaas.analytics.reports.params import DEFAULT_TZ
 from mpaas.analytics.store.base import Forget, LoadBatch, LoadResult
+from mpaas.analytics.store.rollups import FORMAT, RollupWriter
 
 _S = "Nullable(String)"
 _T = "DateTime64(3, 'UTC')"
@@ -41,6 +44,10 @@ TABLES = (
     app_version {_S}, platform {_S}, os {_S}, os_version {_S}, device_model {_S}, device_id {_S},
     library {_S}, packages {_S}, properties {_S}, context {_S}, flags Array(String)
 ) ENGINE = MergeTree PARTITION BY toYYYYMM(timestamp) ORDER BY (app, timestamp, message_id)""",
+    # the hash of the event's own id that reports join on (ADR 0014), computed on insert;
+    # ``SELECT *`` leaves a MATERIALIZED column out, so the inserts need no change
+    "ALTER TABLE events ADD COLUMN IF NOT EXISTS own Nullable(UInt64) "
+    "MATERIALIZED cityHash64(coalesce(user_id, anonymous_id))",
     f"""CREATE TABLE IF NOT EXISTS identity_links (
     app String, kind String, user_id {_S}, anonymous_id {_S}, previous_id {_S}, group_id {_S},
     traits {_S}, timestamp Nullable({_T}), received_at {_T}, message_id String
@@ -61,6 +68,16 @@ ENGINE = ReplacingMergeTree(version) ORDER BY segment""",
     flags Array(String)
 ) ENGINE = Memory""",
     "CREATE TABLE IF NOT EXISTS _fresh AS events ENGINE = Memory",
+    """CREATE TABLE IF NOT EXISTS rollup_persons (
+    app String, lkey UInt64, lperson Nullable(UInt64), lts Nullable(Int64), lmid String
+) ENGINE = MergeTree ORDER BY (app, lkey)""",
+    """CREATE TABLE IF NOT EXISTS rollup_own_days (app String, own UInt64, dnum Int64)
+ENGINE = ReplacingMergeTree ORDER BY (app, own, dnum)""",
+    """CREATE TABLE IF NOT EXISTS rollup_person_days (
+    app String, person UInt64, dnum Int64, fday Int64, nxt Nullable(Int64)
+) ENGINE = MergeTree ORDER BY (app, person, dnum)""",
+    """CREATE TABLE IF NOT EXISTS rollup_state (name String, value String, version UInt64)
+ENGINE = ReplacingMergeTree(version) ORDER BY name""",
 )
 
 
@@ -183,17 +200,64 @@ def _lit(value: str | None) -> str:
 class ClickHouseStore:
     """The event store in ClickHouse; one writer (the loader), any number of readers."""
 
-    def __init__(self, connection: ClickHouseConnection, *, dedupe_days: int = 7) -> None:
+    def __init__(
+        self, connection: ClickHouseConnection, *, dedupe_days: int = 7, rollup_tz: str = DEFAULT_TZ
+    ) -> None:
         self.connection = connection
         self.dedupe = timedelta(days=dedupe_days)
         self.path = "clickhouse"
+        self.rollup_tz = rollup_tz
         self._lock = threading.Lock()
         for ddl in TABLES:
             connection.command(ddl)
+        self._rollups = RollupWriter(CLICKHOUSE, rollup_tz, connection.command, connection.rows)
+        self._version = ""
+        self._materialized_ctes: bool | None = None
 
     @classmethod
-    def from_url(cls, url: str, *, dedupe_days: int = 7) -> ClickHouseStore:
-        return cls(ClickHouseConnectClient(url), dedupe_days=dedupe_days)
+    def from_url(cls, url: str, *, dedupe_days: int = 7, rollup_tz: str = DEFAULT_TZ) -> ClickHouseStore:
+        return cls(ClickHouseConnectClient(url), dedupe_days=dedupe_days, rollup_tz=rollup_tz)
+
+    def _wanted(self) -> dict[str, str]:
+        if not self._version:
+            self._version = str(self.connection.rows("SELECT version()")[0][0])
+        return {"tz": self.rollup_tz, "engine": self._version, "format": FORMAT, "dirty": "0"}
+
+    def materialized_ctes(self) -> bool:
+        """Whether the server computes ``WITH x AS MATERIALIZED (...)`` once (the reports'
+        funnel then steps by ASOF joins, ADR 0014)."""
+        if self._materialized_ctes is None:
+            with self._lock:
+                found = self.connection.rows(
+                    "SELECT count() FROM system.settings WHERE name = 'enable_materialized_cte'"
+                )
+            self._materialized_ctes = bool(found and found[0][0])
+        return self._materialized_ctes
+
+    def _state(self) -> dict[str, str]:
+        rows = self.connection.rows("SELECT name, argMax(value, version) FROM rollup_state GROUP BY name")
+        return {str(n): str(v) for n, v in rows}
+
+    def _set_state(self, values: dict[str, str]) -> None:
+        version = time.time_ns()
+        rows = ", ".join(f"({_lit(k)}, {_lit(v)}, {version})" for k, v in values.items())
+        self.connection.command(f"INSERT INTO rollup_state VALUES {rows}")
+
+    def rollup_zone(self) -> str | None:
+        """The rollups' time zone when they are current; None until the writer (the loader's
+        next batch, or :meth:`rebuild_rollups`) has built them, or while a load that was
+        interrupted leaves them to rebuild."""
+        with self._lock:
+            return self.rollup_tz if self._state() == self._wanted() else None
+
+    def rebuild_rollups(self) -> None:
+        with self._lock:
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        self._set_state({"dirty": "1"})
+        self._rollups.rebuild()
+        self._set_state(self._wanted())
 
     def positions(self) -> dict[str, int]:
         with self._lock:
@@ -206,6 +270,10 @@ class ClickHouseStore:
         con, received, inserted = self.connection, batch.events.num_rows, 0
         with self._lock:
             if received:
+                # no transaction: mark the rollups dirty until the batch is folded in, so
+                # that a crash in between makes the next load rebuild them
+                current = self._state() == self._wanted()
+                self._set_state({"dirty": "1"})
                 con.command("TRUNCATE TABLE _incoming")
                 con.command("TRUNCATE TABLE _fresh")
                 con.insert_arrow("_incoming", batch.events)
@@ -216,6 +284,11 @@ class ClickHouseStore:
                 con.command(LINKS)
                 con.command("INSERT INTO events SELECT * FROM _fresh")
                 inserted = int(con.rows("SELECT count() FROM _fresh")[0][0])
+                if current:
+                    self._rollups.batch("_fresh")
+                    self._set_state({"dirty": "0"})
+                else:
+                    self._rebuild()
             if batch.invalid.num_rows:
                 con.insert_arrow("invalid_events", batch.invalid)
             version = time.time_ns()
@@ -277,6 +350,7 @@ class ClickHouseStore:
             self.connection.command(f"INSERT INTO forgotten VALUES {values}")
             self.connection.command(f"DELETE FROM events WHERE {ev_cond}")
             self.connection.command(f"DELETE FROM identity_links WHERE {link_cond}")
+            self._rebuild()  # rare: simpler than undoing the user's days
         return events, links
 
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

@@ -1,6 +1,7 @@
 """Admin API of the risk engine: rule set versions (``/api/v1/risk/rulesets``), lists, and
-stored decisions. Activating a rule set takes effect in every server process within one
-epoch poll, without a deploy."""
+stored decisions. A posted rule set is a draft; the four-eyes steps that activate it are in
+:mod:`.api_review`, decisions, cases, shadows and backtests in :mod:`.api_ops`. Activation
+takes effect in every server process within one epoch poll, without a deploy."""
 
 from __future__ import annotations
 
@@ -10,15 +11,19 @@ from typing import Any
 from aiohttp import web
 
 from mpaas.appkeys import DB
+from mpaas.banking.risk.api_base import READERS, SCENE_SCHEMA, VERSION_SCHEMA, WRITERS, api
 from mpaas.banking.risk.errors import InvalidListEntry, InvalidRuleSet
 from mpaas.banking.risk.models import RiskDecision, RiskListEntry, RiskRuleSet
+from mpaas.banking.risk.review import Review
 from mpaas.banking.risk.rules import (
+    FAIL_MODES,
+    FEATURE_PATH_RE,
     MAX_EXPR,
+    MAX_FEATURES,
     MAX_MESSAGE,
     MAX_RULES,
     MAX_WEIGHT,
     NAME_RE,
-    SCENE_RE,
     parse_document,
 )
 from mpaas.banking.risk.store import (
@@ -32,17 +37,19 @@ from mpaas.banking.risk.store import (
 )
 from mpaas.errors import ValidationError
 from mpaas.identity.guard import actor_of
-from mpaas.web.api import Api, field_str, json_response, parse_int, pattern_schema, read_object
+from mpaas.web.api import (
+    field_str,
+    json_response,
+    page,
+    pagination,
+    parse_int,
+    pattern_schema,
+    read_object,
+)
 
-api = Api()
 RULESETS = "/api/v1/risk/rulesets"
 LISTS = "/api/v1/risk/lists"
-READERS = ("admin", "analyst")
 MAX_BODY = 256 << 10
-
-SCENE_SCHEMA = pattern_schema(SCENE_RE)
-#: What :func:`parse_int` accepts for a rule set version.
-VERSION_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 10**9}
 RULESET_BODY = {
     "type": "object",
     "required": ["thresholds", "rules"],
@@ -57,6 +64,29 @@ RULESET_BODY = {
             "properties": {
                 "challenge": {"type": "number", "minimum": 1e-9, "maximum": MAX_WEIGHT},
                 "deny": {"type": "number", "minimum": 1e-9, "maximum": MAX_WEIGHT},
+                "review": {
+                    "type": "number",
+                    "minimum": 1e-9,
+                    "maximum": MAX_WEIGHT,
+                    "description": "between challenge and deny; a score from here is held for review",
+                },
+            },
+        },
+        "fail_mode": {"enum": list(FAIL_MODES), "description": "default: the scene's (docs/risk.md)"},
+        "model": {
+            "type": "object",
+            "required": ["name", "weight", "features"],
+            "additionalProperties": False,
+            "properties": {
+                "name": pattern_schema(NAME_RE),
+                "weight": {"type": "number", "minimum": 0, "maximum": MAX_WEIGHT},
+                "features": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_FEATURES,
+                    "uniqueItems": True,
+                    "items": pattern_schema(FEATURE_PATH_RE),
+                },
             },
         },
         "rules": {
@@ -106,6 +136,11 @@ def ruleset_dict(row: RiskRuleSet, *, detail: bool = False) -> dict[str, Any]:
         "created_by": row.created_by,
         "created_at": row.created_at,
         "activated_at": row.activated_at,
+        "submitted_by": row.submitted_by,
+        "submitted_at": row.submitted_at,
+        "approved_by": row.approved_by,
+        "approved_at": row.approved_at,
+        "activated_by": row.activated_by,
     }
     if detail:
         out["document"] = row.document
@@ -136,6 +171,7 @@ def decision_dict(row: RiskDecision) -> dict[str, Any]:
         "outcomes": row.outcomes,
         "inputs": row.inputs,
         "created_at": row.created_at,
+        "model_version": row.model_version,
     }
 
 
@@ -160,11 +196,11 @@ async def list_rulesets(request: web.Request) -> web.Response:
 @api.route(
     "POST",
     RULESETS,
-    summary="Store and activate a new rule set version (CEL compiled first; a bad rule is a 400)",
+    summary="Store a new rule set version as a draft (CEL compiled first; a bad rule is a 400)",
     tag="risk",
-    roles=("admin",),
+    roles=WRITERS,
     body=RULESET_BODY,
-    responses={201: "activated", 400: "invalid_ruleset"},
+    responses={201: "stored as a draft", 400: "invalid_ruleset"},
 )
 async def activate_ruleset(request: web.Request) -> web.Response:
     data = await read_object(request, MAX_BODY)
@@ -172,7 +208,7 @@ async def activate_ruleset(request: web.Request) -> web.Response:
     if not isinstance(scene, str):
         raise InvalidRuleSet("field 'scene' must be a string")
     doc = parse_document({k: v for k, v in data.items() if k != "scene"})
-    row = await RuleSets(request.app[DB]).activate(actor_of(request), check_scene(scene), doc)
+    row = await Review(request.app[DB]).draft(actor_of(request), check_scene(scene), doc)
     return json_response(ruleset_dict(row, detail=True), status=201)
 
 
@@ -206,9 +242,21 @@ async def show_ruleset(request: web.Request) -> web.Response:
     return json_response(ruleset_dict(row, detail=True))
 
 
-@api.route("GET", LISTS, summary="List entries of the deny, allow and watch lists", tag="risk", roles=READERS)
+@api.route(
+    "GET",
+    LISTS,
+    summary="List entries of the deny, allow and watch lists, oldest first",
+    tag="risk",
+    roles=READERS,
+    query={
+        "limit": {"type": "integer", "minimum": 1, "maximum": 500},
+        "offset": {"type": "integer", "minimum": 0},
+    },
+)
 async def list_entries(request: web.Request) -> web.Response:
-    return json_response({"items": [list_dict(r) for r in await Lists(request.app[DB]).all()]})
+    limit, offset = pagination(request, default=100)
+    rows, total = await Lists(request.app[DB]).page(limit, offset)
+    return json_response(page([list_dict(r) for r in rows], total, limit, offset))
 
 
 def _expiry(data: dict[str, Any]) -> datetime | None:
@@ -227,7 +275,7 @@ def _expiry(data: dict[str, Any]) -> datetime | None:
     LISTS,
     summary="Put a value on a list",
     tag="risk",
-    roles=("admin",),
+    roles=WRITERS,
     body=LIST_BODY,
     responses={201: "added", 409: "list_entry_exists"},
 )
@@ -249,7 +297,7 @@ async def add_entry(request: web.Request) -> web.Response:
     LISTS + "/{kind}/{entity}/{value}",
     summary="Take a value off a list",
     tag="risk",
-    roles=("admin",),
+    roles=WRITERS,
     responses={204: "removed"},
 )
 async def remove_entry(request: web.Request) -> web.Response:
@@ -278,3 +326,7 @@ async def list_decisions(request: web.Request) -> web.Response:
         raise ValidationError("query parameter 'subject' is required (at most 128 characters)")
     rows = await Decisions(request.app[DB]).for_subject(subject)
     return json_response({"items": [decision_dict(r) for r in rows]})
+
+
+# The other route modules register on the same ``api`` (imported for that effect).
+from mpaas.banking.risk import api_ops, api_review  # noqa: E402, F401

@@ -6,7 +6,7 @@ contract does not. A decision is stored with the values it read, so it can be re
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -55,4 +55,41 @@ class RiskEngine(Protocol):
 
     async def committed(self, scene: str, context: RiskContext) -> None:
         """Tell the engine the transaction committed, so velocity counters see it."""
+        ...
+
+
+# -- the model centre's side of the contract (issue 19) ----------------------------------
+#
+# A rule set may name a model in its document: ``model: {name, weight, features: [paths]}``,
+# where each path is a dotted path into the decision context (``txn.amount``,
+# ``vel.user.count_1h``, ``device.rooted``). The engine fetches those paths with the rules'
+# own, asks the scorer for the scene's active model, scores (in-process, with a deadline),
+# exposes ``model.score`` (0..1, calibrated) and ``model.version`` to the rules, and adds
+# ``weight * model.score`` to the score. A model whose feature list differs from the rule
+# set's ``model.features`` refuses to activate. A model that times out or fails leaves
+# ``model`` unset (rules reading it are "not evaluated") and the scene's fail mode applies.
+
+
+class ActiveModel(Protocol):
+    """One activated, versioned scoring model, loaded in memory."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """Dotted context paths, in the order :meth:`score` takes their values."""
+        ...
+
+    def score(self, values: Sequence[float | None]) -> float:
+        """The calibrated probability of fraud for one row (``None`` is a missing value)."""
+        ...
+
+
+class ModelScorer(Protocol):
+    async def active(self, scene: str, name: str) -> ActiveModel | None:
+        """The model ``name`` active for ``scene`` (cached; reloaded when the risk epoch moves)."""
         ...

@@ -1,54 +1,60 @@
 """``CelRiskEngine``: the :class:`~mpaas.banking.risk.decision.RiskEngine` on CEL rules.
 
 Per decision: the active rule set of the scene (compiled once per version) says which
-paths it reads; only those features are fetched (one counter-store call) and converted
-for CEL; the rules run; the decision is stored with the values read and each rule's
-outcome; then the engine answers. Rule sets and lists are reloaded when the ``risk`` epoch
-moves (polled at most every ``poll_seconds``), and the new compiled version replaces the
-old one in a single assignment, so a decision runs wholly on one version.
+paths it (and its model) reads; only those features are fetched (one counter-store call)
+and converted for CEL; the scene's model scores within a deadline; lists, rules, the model
+and the thresholds compose the answer (:mod:`.compose`); the decision is stored with the
+values read and each rule's outcome; then the engine answers. Review and deny decisions
+open a case. A shadow rule set, when a scene has one, is evaluated after the answer.
 
-A counter store that fails leaves the velocity and travel features out and raises the
-action to at least ``challenge`` (transfers fail closed, issue 19).
+Rule sets, lists, snoozes and shadows are reloaded when the ``risk`` epoch moves (polled at
+most every ``poll_seconds``); each compiled version replaces the old one in a single
+assignment, so a decision runs wholly on one version.
+
+A counter store or model that fails leaves its features out; a scene that fails closed
+(transfers) then raises the action to at least ``challenge`` (issue 19).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
+from mpaas.banking.risk.cases import Cases
+from mpaas.banking.risk.compose import FACTS, compose
 from mpaas.banking.risk.counters import CounterStore, Observation
-from mpaas.banking.risk.decision import ACTIONS, Decision, Reason, RiskContext
+from mpaas.banking.risk.decision import Decision, ModelScorer, RiskContext
 from mpaas.banking.risk.features import (
     LIST_SOURCES,
     TRAVEL_FIELDS,
     VEL_ENTITIES,
-    ListIndex,
     bounded,
     counter_key,
+    entities_of,
     entity_id,
+    model_value,
+    path_value,
     place_of,
     travel,
     velocity,
 )
-from mpaas.banking.risk.rules import CompiledRuleSet, compile_ruleset, prune
-from mpaas.banking.risk.store import (
-    LIST_KINDS,
-    Decisions,
-    Lists,
-    RuleSets,
-    current_epoch,
-    label,
-    new_decision_id,
-)
-from mpaas.storage.db import Database, as_stored_utc
+from mpaas.banking.risk.loader import Loaded, load_state
+from mpaas.banking.risk.monitoring import RiskMetrics, check_drift, utc
+from mpaas.banking.risk.rules import CompiledRuleSet, prune
+from mpaas.banking.risk.shadow import ShadowResults
+from mpaas.banking.risk.store import LIST_KINDS, Decisions, current_epoch, label, new_decision_id
+from mpaas.storage.db import Database
 
 log = logging.getLogger("mpaas.banking.risk")
 SWEEP_SECONDS = 600.0
-UNAVAILABLE = Reason("counters_unavailable", 0.0, "velocity features could not be read; stepping up")
+#: How often the hit-rate drift alert is recomputed from stored decisions.
+DRIFT_SECONDS = 3600.0
+CASE_ACTIONS = ("review", "deny")
 
 
 class CelRiskEngine:
@@ -59,46 +65,51 @@ class CelRiskEngine:
         *,
         clock: Callable[[], float] = time.time,
         poll_seconds: float = 2.0,
+        scorer: ModelScorer | None = None,
+        model_deadline: float = 0.020,
+        metrics: RiskMetrics | None = None,
     ) -> None:
         self.db, self.counters, self.clock, self.poll_seconds = db, counters, clock, poll_seconds
-        self.rulesets = RuleSets(db)
+        self.scorer, self.model_deadline = scorer, model_deadline
+        self.metrics = metrics or RiskMetrics()
         self.decisions = Decisions(db)
-        self.lists_store = Lists(db)
-        self._compiled: dict[str, CompiledRuleSet | None] = {}
-        self._lists = ListIndex()
+        self.cases = Cases(db)
+        self.shadow_results = ShadowResults(db)
+        self._state = Loaded()
         self._epoch: int | None = None
         self._checked = -1e18
         self._swept = time.monotonic()
+        self._drift_checked = time.monotonic()
+        self._pending: set[asyncio.Task[None]] = set()
         #: (rule set version, rule) → outcome counts, for the not-evaluated rate per rule.
         self.rule_stats: dict[tuple[str, str], Counter[str]] = {}
 
     # -- keeping the rule sets fresh ------------------------------------------------------
 
     async def refresh(self, force: bool = False) -> None:
-        """Reload rule sets and lists if the ``risk`` epoch moved (or when forced)."""
+        """Reload rule sets, lists, snoozes and shadows if the ``risk`` epoch moved (or when forced)."""
         self._checked = time.monotonic()
         epoch = await current_epoch(self.db)
         if force or epoch != self._epoch:
-            scenes = list(self._compiled)
-            compiled = {scene: await self._load(scene) for scene in scenes}
-            entries = await self.lists_store.all()
-            lists = ListIndex(
-                [(e.kind, e.entity, e.value, e.expires_at and as_stored_utc(e.expires_at)) for e in entries]
-            )
-            self._compiled.update(compiled)  # each scene swaps in one assignment
-            self._lists, self._epoch = lists, epoch
+            self._state = await load_state(self.db, self._state)  # one assignment swaps all
+            self._epoch = epoch
         if time.monotonic() - self._swept > SWEEP_SECONDS:
             self._swept = time.monotonic()
             await self.counters.sweep(self.clock())
+        if time.monotonic() - self._drift_checked > DRIFT_SECONDS:
+            self._drift_checked = time.monotonic()
+            self._spawn(self._drift())
 
-    async def _load(self, scene: str) -> CompiledRuleSet | None:
-        active = await self.rulesets.active(scene)
-        if active is None:
-            return None
-        current = self._compiled.get(scene)
-        if current is not None and current.version == active.version:
-            return current
-        return compile_ruleset(active.version, active.doc)
+    async def _drift(self) -> None:
+        try:
+            await check_drift(self.db, utc(self.clock()), self.metrics)
+        except Exception:
+            log.exception("risk hit-rate drift check failed")
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def _ruleset(self, scene: str) -> CompiledRuleSet | None:
         if self._epoch is None or time.monotonic() - self._checked >= self.poll_seconds:
@@ -108,39 +119,57 @@ class CelRiskEngine:
                 if self._epoch is None:
                     raise
                 log.exception("risk rule set refresh failed; keeping the current version")
-        if scene not in self._compiled:
-            self._compiled[scene] = await self._load(scene)
-        return self._compiled[scene]
+        if scene not in self._state.compiled:
+            self._state = await load_state(self.db, self._state, also=scene)
+        return self._state.compiled[scene]
+
+    async def drain(self) -> None:
+        """Wait for the shadow evaluations already started (tests, shutdown)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
 
     async def close(self) -> None:
+        await self.drain()
         await self.counters.close()
 
     # -- deciding -------------------------------------------------------------------------
 
     async def decide(self, scene: str, context: RiskContext) -> Decision:
         compiled = await self._ruleset(scene)
+        state = self._state
         if compiled is None:
             decision = Decision(new_decision_id(), "allow", 0.0, (), label(scene, "none"), {})
             await self.decisions.store(scene, _subject(context), decision, {})
             return decision
         now = self.clock()
-        full, degraded = await self._context(scene, context, compiled, now)
+        shadow = state.shadows.get(scene)
+        sets = [compiled] if shadow is None else [compiled, shadow]
+        full, facts = await self._context(scene, context, sets, now)
+        model_version = await self._score(scene, compiled, full, facts)
         inputs = prune(full, compiled)
-        result = compiled.evaluate(inputs)
-        action, reasons = result.action, result.reasons
-        if degraded:
-            reasons = (*reasons, UNAVAILABLE)
-            if ACTIONS.index(action) < ACTIONS.index("challenge"):
-                action = "challenge"
-        decision = Decision(new_decision_id(), action, result.score, reasons, compiled.version, inputs)
-        await self.decisions.store(scene, _subject(context), decision, dict(result.outcomes))
+        if facts:
+            inputs[FACTS] = facts
+        result = compose(compiled, inputs)
+        decision = Decision(
+            new_decision_id(), result.action, result.score, result.reasons, compiled.version, inputs
+        )
+        subject = _subject(context)
+        await self.decisions.store(scene, subject, decision, dict(result.outcomes), model_version)
+        if decision.action in CASE_ACTIONS:
+            await self.cases.open(scene, subject, decision, entities_of(full))
         for rule, outcome in result.outcomes.items():
             self.rule_stats.setdefault((compiled.version, rule), Counter())[outcome] += 1
+        self.metrics.rules(scene, result.outcomes, result.errors)
+        if shadow is not None:
+            shadow_inputs = prune(full, shadow)
+            if facts:
+                shadow_inputs[FACTS] = facts
+            self._spawn(self.shadow_results.evaluate(scene, shadow, shadow_inputs, decision))
         return decision
 
     async def _context(
-        self, scene: str, context: RiskContext, compiled: CompiledRuleSet, now: float
-    ) -> tuple[dict[str, Any], bool]:
+        self, scene: str, context: RiskContext, sets: list[CompiledRuleSet], now: float
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         full: dict[str, Any] = {
             "txn": context.txn,
             "user": context.user,
@@ -148,35 +177,81 @@ class CelRiskEngine:
             "net": context.net,
             "geo": dict(context.geo),
         }
+
+        def reads(root: str, *prefix: str) -> bool:
+            return any(c.reads_any(root, *prefix) for c in sets)
+
+        facts: dict[str, Any] = {}
         keys = {
             entity: counter_key(scene, entity, value)
             for entity in VEL_ENTITIES
-            if compiled.reads_any("vel", entity) and (value := entity_id(full, entity, "id")) is not None
+            if reads("vel", entity) and (value := entity_id(full, entity, "id")) is not None
         }
-        wants_travel = any(compiled.reads_any("geo", f) for f in TRAVEL_FIELDS)
+        wants_travel = any(reads("geo", f) for f in TRAVEL_FIELDS)
         user_id = entity_id(full, "user", "id")
         if wants_travel and user_id is not None:
             keys.setdefault("user", counter_key(scene, "user", user_id))
         wants_travel = wants_travel and "user" in keys
-        degraded = False
         if keys:
             try:
                 counts = await self.counters.read(list(keys.values()), now, places=wants_travel)
             except Exception:
                 log.exception("risk counter store unavailable")
-                counts, degraded = {}, True
-            if not degraded:
+                counts, facts["degraded"] = {}, ["counters"]
+            if counts:
                 full["vel"] = {e: velocity(counts[k]) for e, k in keys.items()}
             if wants_travel and keys["user"] in counts:
                 full["geo"].update(travel(context.geo, counts[keys["user"]].place, now))
-        if "lists" in compiled.reads:
-            full["lists"] = self._lists.features(
-                full, _list_paths(compiled), datetime.fromtimestamp(now, UTC)
+        at = datetime.fromtimestamp(now, UTC)
+        state = self._state
+        entities = entities_of(full)
+        on = {entity: state.lists.kinds(entity, value, at) for entity, value in entities.items()}
+        if deny := [e for e in LIST_SOURCES if "deny" in on.get(e, ())]:
+            facts["deny"] = deny
+        if any("allow" in kinds for kinds in on.values()):
+            facts["allow"] = True
+        if snoozed := state.snoozes.rules(scene, entities, at):
+            facts["snoozed"] = snoozed
+        if reads("lists"):
+            full["lists"] = {kind: {e: kind in on[e] for e in LIST_SOURCES if e in on} for kind in LIST_KINDS}
+        return full, facts
+
+    async def _score(
+        self, scene: str, compiled: CompiledRuleSet, full: dict[str, Any], facts: dict[str, Any]
+    ) -> str | None:
+        """Score with the scene's model within the deadline; a miss leaves ``model`` unset."""
+        spec = compiled.doc.model
+        if spec is None or self.scorer is None:  # no model centre wired in: the rules alone decide
+            return None
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.model_deadline):  # no task per call, unlike wait_for
+                model = await self.scorer.active(scene, spec.name)
+            if model is None:
+                raise LookupError(f"no active model {spec.name!r} for scene {scene!r}")
+            if tuple(model.features) != spec.features:  # never score on a schema the rules did not name
+                raise ValueError(f"model {spec.name}@{model.version} reads other features than the rule set")
+            score = float(model.score([model_value(path_value(full, p)) for p in model.features]))
+            elapsed = time.perf_counter() - started
+            if elapsed > self.model_deadline:  # scoring runs in-process: an overrun is discarded
+                raise TimeoutError(f"model {spec.name} took {elapsed * 1000:.1f} ms")
+            if not 0.0 <= score <= 1.0:
+                raise ValueError(f"model {spec.name} scored {score}, outside 0..1")
+        except Exception as exc:
+            self.metrics.model(spec.name, None, time.perf_counter() - started, error=True)
+            log.warning(
+                "risk model unavailable", extra={"scene": scene, "model": spec.name, "error": str(exc)}
             )
-        return full, degraded
+            facts.setdefault("degraded", []).append("model")
+            return None
+        self.metrics.model(spec.name, score, elapsed, error=False)
+        full["model"] = {"score": score, "version": model.version}
+        facts["model"] = {"name": spec.name, "version": model.version, "score": score, "weight": spec.weight}
+        return f"{spec.name}@{model.version}"
 
     async def committed(self, scene: str, context: RiskContext) -> None:
-        """Count the committed transaction for its user and device (once per transaction id)."""
+        """Count the committed event for its user and device (once per ``txn.id``); ``txn.amount``
+        (fen) is summed when the scene has one."""
         txn_id = entity_id({"txn": context.txn}, "txn", "id")
         if txn_id is None:
             return
@@ -195,10 +270,3 @@ class CelRiskEngine:
 def _subject(context: RiskContext) -> str | None:
     value = context.txn.get("id")
     return str(value)[:128] if isinstance(value, str | int) and not isinstance(value, bool) else None
-
-
-def _list_paths(compiled: CompiledRuleSet) -> list[tuple[str, str]]:
-    paths = compiled.reads.get("lists")
-    if paths is None:
-        return [(kind, entity) for kind in LIST_KINDS for entity in LIST_SOURCES]
-    return [(p[0], p[1]) for p in paths if len(p) == 2]

@@ -22,3 +22,18 @@ class RuleSetNotFound(BankingError, NotFound):
 
 class DecisionNotFound(BankingError, NotFound):
     code = "risk_decision_not_found"
+
+
+class InvalidCase(BankingError, ValidationError):
+    code = "invalid_case"
+
+
+class CaseNotFound(BankingError, NotFound):
+    code = "risk_case_not_found"
+
+
+class InvalidReview(BankingError, ValidationError):
+    """A rule set transition that the four-eyes workflow does not allow (409)."""
+
+    code = "invalid_review"
+    status = 409

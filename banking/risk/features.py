@@ -7,7 +7,7 @@ up: a rule that reads it is then "not evaluated".
 - ``geo.km_from_last``, ``geo.hours_since_last`` and ``geo.kmh_from_last`` against the
   user's last committed transaction (the time is floored at one minute);
 - ``lists.<kind>.<entity>``: whether ``txn.counterparty``, ``txn.to_account``,
-  ``device.id``, ``net.ip`` or ``user.id`` is on the deny, allow or watch list.
+  ``device.id``, ``net.ip``, ``user.id`` or ``txn.card_bin`` is on the deny, allow or watch list.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ LIST_SOURCES: dict[str, tuple[str, str]] = {
     "device": ("device", "id"),
     "ip": ("net", "ip"),
     "user": ("user", "id"),
+    "card_bin": ("txn", "card_bin"),
 }
 VEL_ENTITIES = ("user", "device")
 TRAVEL_FIELDS = ("km_from_last", "hours_since_last", "kmh_from_last")
@@ -121,3 +122,30 @@ class ListIndex:
                 memo[entity] = self.kinds(entity, value, now)
             out.setdefault(kind, {})[entity] = kind in memo[entity]
         return out
+
+
+def path_value(context: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path (``vel.user.count_1h``), or None."""
+    value: Any = context
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def model_value(value: Any) -> float | None:
+    """A feature value as a model takes it: numbers and booleans as floats, else missing."""
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    return _number(value)
+
+
+def entities_of(context: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """entity → id of every list entity the context names (for lists, cases and snoozes)."""
+    out = {}
+    for entity, (root, name) in LIST_SOURCES.items():
+        value = entity_id(context, root, name)
+        if value is not None:
+            out[entity] = value
+    return out

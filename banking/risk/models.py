@@ -19,8 +19,9 @@ from mpaas.storage.db import utcnow
 
 
 class RiskRuleSet(SQLModel, table=True):
-    """One immutable version of a scene's rules and thresholds; ``status`` is active or retired
-    (draft and review come with four-eyes activation, issue 19)."""
+    """One immutable version of a scene's rules and thresholds. ``status`` moves draft →
+    review → approved → active → retired (four eyes: whoever submitted it can neither approve
+    nor activate it); the document never changes."""
 
     __tablename__ = "risk_rulesets"
     __table_args__ = (
@@ -38,6 +39,11 @@ class RiskRuleSet(SQLModel, table=True):
     created_by: str = Field(max_length=128)
     created_at: datetime = Field(default_factory=utcnow)
     activated_at: datetime | None = None
+    submitted_by: str | None = Field(default=None, max_length=128)
+    submitted_at: datetime | None = None
+    approved_by: str | None = Field(default=None, max_length=128)
+    approved_at: datetime | None = None
+    activated_by: str | None = Field(default=None, max_length=128)
 
 
 class RiskDecision(SQLModel, table=True):
@@ -58,6 +64,8 @@ class RiskDecision(SQLModel, table=True):
     #: The context the rules read, as read (features included).
     inputs: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, index=True)
+    #: ``name@version`` of the scoring model that scored it, when one did.
+    model_version: str | None = Field(default=None, max_length=160)
 
 
 class RiskListEntry(SQLModel, table=True):
@@ -107,3 +115,76 @@ class RiskSeen(SQLModel, table=True):
 
     event_id: str = Field(primary_key=True, max_length=128)
     at: float = Field(index=True)
+
+
+class RiskCase(SQLModel, table=True):
+    """A review or deny decision waiting for (or given) an analyst's label."""
+
+    __tablename__ = "risk_cases"
+    __table_args__ = (
+        UniqueConstraint("decision_id", name="uq_risk_cases_decision"),
+        Index("ix_risk_cases_queue", "status", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    decision_id: str = Field(max_length=32)
+    scene: str = Field(max_length=32)
+    subject: str | None = Field(default=None, max_length=128)
+    action: str = Field(max_length=16)
+    score: float
+    #: entity → id as the decision saw them (user, device, counterparty, ...), for snoozes.
+    entities: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    #: ``open`` until labelled, then ``reviewed``.
+    status: str = Field(default="open", max_length=16)
+    #: ``fraud`` or ``not_fraud`` once reviewed.
+    label: str | None = Field(default=None, max_length=16)
+    note: str = Field(default="", max_length=1024)
+    labelled_by: str | None = Field(default=None, max_length=128)
+    labelled_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class RiskSnooze(SQLModel, table=True):
+    """One rule ignored for one entity of one scene until ``expires_at`` (from a reviewed case)."""
+
+    __tablename__ = "risk_snoozes"
+    __table_args__ = (UniqueConstraint("scene", "rule", "entity", "value", name="uq_risk_snoozes"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    scene: str = Field(max_length=32)
+    rule: str = Field(max_length=64)
+    entity: str = Field(max_length=16)
+    value: str = Field(max_length=128)
+    case_id: int
+    reason: str = Field(default="", max_length=256)
+    expires_at: datetime
+    created_by: str = Field(max_length=128)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class RiskShadow(SQLModel, table=True):
+    """The draft rule set version evaluated beside a scene's live one, with no effect."""
+
+    __tablename__ = "risk_shadows"
+
+    scene: str = Field(primary_key=True, max_length=32)
+    version: int
+    set_by: str = Field(max_length=128)
+    set_at: datetime = Field(default_factory=utcnow)
+
+
+class RiskShadowResult(SQLModel, table=True):
+    """What the shadow rule set would have answered for one live decision."""
+
+    __tablename__ = "risk_shadow_results"
+    __table_args__ = (Index("ix_risk_shadow_results_scene", "scene", "shadow_version", "agree"),)
+
+    decision_id: str = Field(primary_key=True, max_length=32)
+    scene: str = Field(max_length=32)
+    shadow_version: int
+    live_action: str = Field(max_length=16)
+    shadow_action: str = Field(max_length=16)
+    live_score: float
+    shadow_score: float
+    agree: bool
+    created_at: datetime = Field(default_factory=utcnow)

@@ -25,8 +25,11 @@ import cel
 from mpaas.banking.risk.decision import Action, Reason
 from mpaas.banking.risk.errors import InvalidRuleSet
 
-Outcome = Literal["hit", "miss", "not_evaluated"]
-ROOTS = ("txn", "user", "device", "net", "geo", "vel", "lists")
+Outcome = Literal["hit", "miss", "not_evaluated", "snoozed"]
+ROOTS = ("txn", "user", "device", "net", "geo", "vel", "lists", "model")
+FAIL_MODES = ("open", "closed")
+MAX_FEATURES = 200
+FEATURE_PATH_RE = r"(txn|user|device|net|geo|vel|lists)(\.[A-Za-z_][A-Za-z0-9_]{0,63}){1,2}"
 SCENE_RE = r"[a-z][a-z0-9_]{0,31}"
 NAME_RE = r"[a-z][a-z0-9_]{0,63}"
 MAX_RULES = 500
@@ -48,18 +51,40 @@ class Rule:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """``score >= deny`` denies, else ``score >= challenge`` challenges, else allows
-    (``review`` comes with the case queue of issue 19)."""
+    """``score >= deny`` denies, else ``score >= review`` (when set) holds for an analyst,
+    else ``score >= challenge`` challenges, else allows."""
 
     challenge: float
     deny: float
+    review: float | None = None
 
     def action(self, score: float) -> Action:
         if score >= self.deny:
             return "deny"
+        if self.review is not None and score >= self.review:
+            return "review"
         if score >= self.challenge:
             return "challenge"
         return "allow"
+
+    def to_dict(self) -> dict[str, float]:
+        out = {"challenge": self.challenge, "deny": self.deny}
+        if self.review is not None:
+            out["review"] = self.review
+        return out
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A rule set's ``model:`` section (the contract in decision.py): which model scores the
+    scene, what its score weighs, and the context paths it reads, in order."""
+
+    name: str
+    weight: float
+    features: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "weight": self.weight, "features": list(self.features)}
 
 
 @dataclass(frozen=True)
@@ -68,14 +93,22 @@ class RuleSetDoc:
 
     thresholds: Thresholds
     rules: tuple[Rule, ...]
+    model: ModelSpec | None = None
+    #: ``open`` or ``closed`` when a feature source or the model fails; None: the scene's default.
+    fail_mode: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "thresholds": {"challenge": self.thresholds.challenge, "deny": self.thresholds.deny},
+        out: dict[str, Any] = {
+            "thresholds": self.thresholds.to_dict(),
             "rules": [
                 {"name": r.name, "expr": r.expr, "weight": r.weight, "message": r.message} for r in self.rules
             ],
         }
+        if self.model is not None:
+            out["model"] = self.model.to_dict()
+        if self.fail_mode is not None:
+            out["fail_mode"] = self.fail_mode
+        return out
 
     def digest(self) -> str:
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
@@ -88,6 +121,9 @@ class Evaluation:
     action: Action
     reasons: tuple[Reason, ...]
     outcomes: dict[str, Outcome]
+    #: Rules not evaluated because of an error (a type mismatch, a division by zero, a
+    #: non-boolean answer) rather than a missing value; they are also ``not_evaluated``.
+    errors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,20 +135,30 @@ class CompiledRuleSet:
     programs: tuple[tuple[Rule, Any], ...]
     #: root → the fields read under it (``("user", "count_1h")`` for ``vel``), or None for all.
     reads: Mapping[str, frozenset[tuple[str, ...]] | None] = field(default_factory=dict)
+    fail_mode: str = "closed"
 
-    def evaluate(self, context: Mapping[str, Any]) -> Evaluation:
-        """Run every rule on ``context`` (already pruned to :attr:`reads`)."""
+    def evaluate(self, context: Mapping[str, Any], snoozed: frozenset[str] = frozenset()) -> Evaluation:
+        """Run every rule on ``context`` (already pruned to :attr:`reads`). A hit of a rule in
+        ``snoozed`` is recorded as ``snoozed`` and adds nothing."""
         activation = cel.Context(dict(context))
         score = 0.0
         hits: list[Reason] = []
         outcomes: dict[str, Outcome] = {}
+        errors: list[str] = []
         for rule, program in self.programs:
             try:
                 result = program.execute(activation)
-            except Exception:  # missing key, null, type mismatch, division by zero: not evaluated
+            except LookupError:  # a missing value
                 outcomes[rule.name] = "not_evaluated"
                 continue
+            except Exception:  # null, type mismatch, division by zero: not evaluated
+                outcomes[rule.name] = "not_evaluated"
+                errors.append(rule.name)
+                continue
             if result is True:
+                if rule.name in snoozed:
+                    outcomes[rule.name] = "snoozed"
+                    continue
                 outcomes[rule.name] = "hit"
                 score += rule.weight
                 hits.append(Reason(rule.name, rule.weight, rule.message))
@@ -120,8 +166,9 @@ class CompiledRuleSet:
                 outcomes[rule.name] = "miss"
             else:
                 outcomes[rule.name] = "not_evaluated"
+                errors.append(rule.name)
         hits.sort(key=lambda r: -r.weight)  # reasons in order of contribution
-        return Evaluation(score, self.doc.thresholds.action(score), tuple(hits), outcomes)
+        return Evaluation(score, self.doc.thresholds.action(score), tuple(hits), outcomes, tuple(errors))
 
     def reads_any(self, root: str, *prefix: str) -> bool:
         """Whether a rule reads ``root`` (under ``prefix``, when given)."""
@@ -135,7 +182,7 @@ def parse_document(data: Any) -> RuleSetDoc:
     """Validate a rule set document (from JSON or YAML); :class:`InvalidRuleSet` says what is wrong."""
     if not isinstance(data, Mapping):
         raise InvalidRuleSet("a rule set must be an object with 'thresholds' and 'rules'")
-    unknown = set(data) - {"scene", "thresholds", "rules"}
+    unknown = set(data) - {"scene", "thresholds", "rules", "model", "fail_mode"}
     if unknown:
         raise InvalidRuleSet(f"unknown field(s) in the rule set: {', '.join(sorted(map(str, unknown)))}")
     thresholds = _thresholds(data.get("thresholds"))
@@ -150,7 +197,29 @@ def parse_document(data: Any) -> RuleSetDoc:
         if any(r.name == rule.name for r in rules):
             raise InvalidRuleSet(f"rule name {rule.name!r} is used twice")
         rules.append(rule)
-    return RuleSetDoc(thresholds, tuple(rules))
+    fail_mode = data.get("fail_mode")
+    if fail_mode is not None and fail_mode not in FAIL_MODES:
+        raise InvalidRuleSet("'fail_mode' must be open or closed")
+    model = _model(data["model"]) if data.get("model") is not None else None
+    return RuleSetDoc(thresholds, tuple(rules), model, fail_mode)
+
+
+def _model(raw: Any) -> ModelSpec:
+    if not isinstance(raw, Mapping) or set(raw) != {"name", "weight", "features"}:
+        raise InvalidRuleSet("'model' must be an object with exactly 'name', 'weight' and 'features'")
+    name = raw["name"]
+    if not isinstance(name, str) or re.fullmatch(NAME_RE, name) is None:
+        raise InvalidRuleSet(f"model.name must match {NAME_RE}")
+    weight = _number(raw["weight"], "model.weight")
+    features = raw["features"]
+    if not isinstance(features, list) or not 1 <= len(features) <= MAX_FEATURES:
+        raise InvalidRuleSet(f"model.features must be a list of 1 to {MAX_FEATURES} context paths")
+    for path in features:
+        if not isinstance(path, str) or re.fullmatch(FEATURE_PATH_RE, path) is None:
+            raise InvalidRuleSet(f"model feature {path!r} must be a context path such as vel.user.count_1h")
+    if len(set(features)) != len(features):
+        raise InvalidRuleSet("model.features lists a path twice")
+    return ModelSpec(name, weight, tuple(features))
 
 
 def _number(value: Any, what: str, minimum: float = 0.0) -> float:
@@ -162,13 +231,24 @@ def _number(value: Any, what: str, minimum: float = 0.0) -> float:
 
 
 def _thresholds(raw: Any) -> Thresholds:
-    if not isinstance(raw, Mapping) or set(raw) != {"challenge", "deny"}:
-        raise InvalidRuleSet("'thresholds' must be an object with exactly 'challenge' and 'deny'")
+    if not isinstance(raw, Mapping) or not {"challenge", "deny"} <= set(raw) <= {
+        "challenge",
+        "deny",
+        "review",
+    }:
+        raise InvalidRuleSet(
+            "'thresholds' must be an object with exactly 'challenge' and 'deny' (and 'review')"
+        )
     challenge = _number(raw["challenge"], "thresholds.challenge", minimum=1e-9)
     deny = _number(raw["deny"], "thresholds.deny", minimum=1e-9)
     if challenge >= deny:
         raise InvalidRuleSet("thresholds.challenge must be lower than thresholds.deny")
-    return Thresholds(challenge, deny)
+    review = None
+    if "review" in raw:
+        review = _number(raw["review"], "thresholds.review", minimum=1e-9)
+        if not challenge < review < deny:
+            raise InvalidRuleSet("thresholds.review must lie between challenge and deny")
+    return Thresholds(challenge, deny, review)
 
 
 def _rule(raw: Any, index: int) -> Rule:
@@ -208,17 +288,19 @@ def _compile(name: str, expr: str) -> Any:
     return program
 
 
-def compile_ruleset(version: str, doc: RuleSetDoc) -> CompiledRuleSet:
+def compile_ruleset(version: str, doc: RuleSetDoc, *, fail_mode: str = "closed") -> CompiledRuleSet:
+    """Compile ``doc``; ``fail_mode`` is the scene's default, which the document may override."""
     programs = tuple((rule, _compile(rule.name, rule.expr)) for rule in doc.rules)
-    return CompiledRuleSet(version, doc, programs, _reads(doc.rules))
+    texts = [rule.expr for rule in doc.rules] + list(doc.model.features if doc.model else ())
+    return CompiledRuleSet(version, doc, programs, _reads(texts), doc.fail_mode or fail_mode)
 
 
-def _reads(rules: tuple[Rule, ...]) -> dict[str, frozenset[tuple[str, ...]] | None]:
-    """The context paths the rules read. A root used other than as ``root.field`` (indexed,
-    passed whole to a function) is read whole (None)."""
+def _reads(exprs: list[str]) -> dict[str, frozenset[tuple[str, ...]] | None]:
+    """The context paths the rules (and the model's features) read. A root used other than as
+    ``root.field`` (indexed, passed whole to a function) is read whole (None)."""
     reads: dict[str, set[tuple[str, ...]] | None] = {}
-    for rule in rules:
-        text = _strip_strings(rule.expr)
+    for expr in exprs:
+        text = _strip_strings(expr)
         for match in PATH.finditer(text):
             root, rest = match.group(1), match.group(2)
             parts = tuple(p for p in rest.split(".") if p)

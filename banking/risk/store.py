@@ -2,7 +2,9 @@
 
 Activating a rule set stores a new immutable version, retires the previous one, writes the
 audit entry and bumps the ``risk`` epoch in one transaction; every engine polls that epoch
-and swaps in the new version. Four-eyes activation (draft → review → active) is issue 19.
+and swaps in the new version. The four-eyes path to that activation (draft → review →
+approved → active) is in :mod:`.review`; :meth:`RuleSets.activate` alone is for operators
+and tests.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from mpaas.banking.risk.errors import (
 )
 from mpaas.banking.risk.models import RiskDecision, RiskListEntry, RiskRuleSet
 from mpaas.banking.risk.rules import SCENE_RE, RuleSetDoc, parse_document
+from mpaas.banking.risk.scenes import check_known, shipped_document
 from mpaas.errors import Conflict
 from mpaas.identity import audit
 from mpaas.identity.audit import Actor
@@ -37,7 +40,7 @@ from mpaas.storage.db import Database, utcnow
 
 EPOCH = "risk"
 LIST_KINDS = ("deny", "allow", "watch")
-LIST_ENTITIES = ("counterparty", "account", "device", "ip", "user")
+LIST_ENTITIES = ("counterparty", "account", "device", "ip", "user", "card_bin")
 MAX_YAML = 256 << 10
 
 
@@ -54,9 +57,9 @@ def parse_text(raw: bytes) -> Any:
 
 
 def default_document(scene: str) -> RuleSetDoc | None:
-    """The shipped rules of ``scene`` (only ``transfer`` has some), used until a version is stored."""
+    """The shipped rules of ``scene``, used until a version is active."""
     if scene != "transfer":
-        return None
+        return shipped_document(scene)
     raw = resources.files("mpaas.banking.risk").joinpath("default_rules.yaml").read_bytes()
     return parse_document({k: v for k, v in parse_text(raw).items() if k != "scene"})
 
@@ -64,7 +67,7 @@ def default_document(scene: str) -> RuleSetDoc | None:
 def check_scene(scene: str) -> str:
     if re.fullmatch(SCENE_RE, scene) is None:
         raise InvalidRuleSet(f"a scene name must match {SCENE_RE}")
-    return scene
+    return check_known(scene)
 
 
 def label(scene: str, version: int | str) -> str:
@@ -92,6 +95,10 @@ class RuleSets:
             ).first()
         if row is not None:
             return ActiveRuleSet(scene, label(scene, row.version), parse_document(row.document))
+        return await self.active_default(scene)
+
+    async def active_default(self, scene: str) -> ActiveRuleSet | None:
+        """The shipped rules of ``scene`` as a version labelled by their digest."""
         doc = default_document(scene)
         if doc is None:
             return None
@@ -208,13 +215,24 @@ class Lists:
         async with self.db.session() as s:
             return list((await s.exec(select(RiskListEntry).order_by(col(RiskListEntry.id)))).all())
 
+    async def page(self, limit: int, offset: int) -> tuple[list[RiskListEntry], int]:
+        async with self.db.session() as s:
+            total = (await s.exec(select(func.count()).select_from(RiskListEntry))).one()
+            query = select(RiskListEntry).order_by(col(RiskListEntry.id)).limit(limit).offset(offset)
+            return list((await s.exec(query)).all()), int(total)
+
 
 class Decisions:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     async def store(
-        self, scene: str, subject: str | None, decision: Decision, outcomes: dict[str, str]
+        self,
+        scene: str,
+        subject: str | None,
+        decision: Decision,
+        outcomes: dict[str, str],
+        model_version: str | None = None,
     ) -> None:
         """Insert the record (one statement, one transaction); the caller answers only after."""
         row = {
@@ -228,6 +246,7 @@ class Decisions:
             "outcomes": outcomes,
             "inputs": dict(decision.values),
             "created_at": utcnow(),
+            "model_version": model_version,
         }
         async with one_statement(self.db, write=True) as conn:
             await conn.execute(insert(RiskDecision).values(row))

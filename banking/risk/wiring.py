@@ -8,9 +8,12 @@ import time
 import uuid
 from collections.abc import Callable
 
+from prometheus_client import CollectorRegistry
+
 from mpaas.banking.risk.counters import CounterStore, SqlCounterStore
-from mpaas.banking.risk.decision import Decision, RiskContext, RiskEngine
+from mpaas.banking.risk.decision import Decision, ModelScorer, RiskContext, RiskEngine
 from mpaas.banking.risk.engine import CelRiskEngine
+from mpaas.banking.risk.monitoring import RiskMetrics
 from mpaas.settings import Settings
 from mpaas.storage.db import Database
 
@@ -39,9 +42,25 @@ def make_risk_engine(
     *,
     clock: Callable[[], float] = time.time,
     poll_seconds: float | None = None,
+    scorer: ModelScorer | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> RiskEngine:
-    """The engine; rule set changes reach it within ``banking_poll_seconds`` (or ``poll_seconds``)."""
+    """The engine; rule set changes reach it within ``banking_poll_seconds`` (or ``poll_seconds``).
+    ``scorer`` is the model centre's loader (rule sets with a ``model:`` section need one);
+    ``registry`` receives the per-rule and per-model metrics."""
     if settings.risk_engine == "off":
         return AllowAll()
     poll = settings.banking_poll_seconds if poll_seconds is None else poll_seconds
-    return CelRiskEngine(db, make_counter_store(settings, db), clock=clock, poll_seconds=poll)
+    if scorer is None:  # the model centre: the shipped model until one is activated
+        from mpaas.banking.risk.modelcentre.scorer import ModelCentreScorer
+
+        scorer = ModelCentreScorer(db, poll_seconds=poll)
+    return CelRiskEngine(
+        db,
+        make_counter_store(settings, db),
+        clock=clock,
+        poll_seconds=poll,
+        scorer=scorer,
+        model_deadline=settings.risk_model_deadline_ms / 1000.0,
+        metrics=RiskMetrics(registry),
+    )

@@ -6,6 +6,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from prometheus_client import CollectorRegistry
+
 from mpaas.banking.ledger.service import Ledger
 from mpaas.banking.risk.wiring import make_risk_engine
 from mpaas.banking.transfers.accounts import CURRENCY, Accounts
@@ -21,7 +23,11 @@ log = logging.getLogger("mpaas.banking.transfers")
 
 
 async def make_transfers(
-    settings: Settings, db: Database, codes: OneTimeCodes, clock: Callable[[], float]
+    settings: Settings,
+    db: Database,
+    codes: OneTimeCodes,
+    clock: Callable[[], float],
+    registry: CollectorRegistry | None = None,
 ) -> TransferService:
     """The transfers service with the configured limits; the clearing system is the stand-in
     (accepting every order) until a bank plugs in its own."""
@@ -40,7 +46,7 @@ async def make_transfers(
         ledger,
         accounts,
         limits,
-        make_risk_engine(settings, db),
+        make_risk_engine(settings, db, registry=registry),
         codes,
         clearing,
         clock,

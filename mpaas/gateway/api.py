@@ -9,13 +9,59 @@ from __future__ import annotations
 from aiohttp import web
 
 from mpaas.errors import ValidationError
-from mpaas.gateway.signing import DEVICE_RE, KID_RE
+from mpaas.gateway.signing import (
+    APP_RE,
+    DEVICE_RE,
+    ECDSA_P256,
+    H_APP,
+    H_DEVICE,
+    H_NONCE,
+    H_OPERATION,
+    H_SESSION,
+    H_SIGNATURE,
+    H_TIMESTAMP,
+    H_VERSION,
+    HMAC_SHA256,
+    KID_RE,
+    NONCE_RE,
+    OPERATION_RE,
+    SESSION_RE,
+    TIMESTAMP_RE,
+    VERSION_RE,
+)
 from mpaas.gateway.wiring import GATEWAY
 from mpaas.identity.guard import actor_of
-from mpaas.web.api import Api, json_response
+from mpaas.web.api import Api, Schema, json_response
 
 api = Api()
 KEYS = "/api/v1/apps/{app}/gateway/keys"
+
+
+def _full(pattern: str, description: str) -> Schema:
+    """A header or parameter schema from the pattern the server matches in full."""
+    return {"type": "string", "pattern": f"^(?:{pattern})$", "description": description}
+
+
+#: Standard base64 with padding in canonical form (the unused bits of the last group are
+#: zero), 4 to 256 characters: what ``X-Mgs-Signature``'s ``sig`` must be.
+_TAIL = "[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]="
+_CANONICAL_B64 = f"(?:[A-Za-z0-9+/]{{4}}){{1,64}}|(?:[A-Za-z0-9+/]{{4}}){{0,63}}(?:{_TAIL})"
+#: The X-Mgs-* headers as the server checks them (mpaas.gateway.signing; docs/gateway.md).
+GATEWAY_HEADERS: dict[str, Schema] = {
+    H_OPERATION: _full(OPERATION_RE.pattern, "2 to 8 dot-separated words: com.bank.transfer.create"),
+    H_VERSION: _full(VERSION_RE.pattern, "the operation's version, 1 to 9999"),
+    H_APP: _full(APP_RE.pattern, "the mpaas app name"),
+    H_DEVICE: _full(DEVICE_RE.pattern, "random at first launch, kept with the device key"),
+    H_SESSION: _full(SESSION_RE.pattern, "the token a session operation returned; absent before"),
+    H_TIMESTAMP: _full(TIMESTAMP_RE.pattern, "Unix time in milliseconds"),
+    H_NONCE: _full(NONCE_RE.pattern, "fresh for every request"),
+    H_SIGNATURE: _full(
+        f"alg=(?:{HMAC_SHA256}|{ECDSA_P256});kid={KID_RE.pattern};sig=(?:{_CANONICAL_B64})",
+        "alg=ALG;kid=KID;sig=BASE64, in this order, no spaces",
+    ),
+}
+KID_SCHEMA = _full(KID_RE.pattern, "an app key id")
+DEVICE_SCHEMA = _full(DEVICE_RE.pattern, "a gateway device id")
 
 
 @api.route(
@@ -25,6 +71,8 @@ KEYS = "/api/v1/apps/{app}/gateway/keys"
     tag="gateway",
     auth="client",
     raw_body="application/json",
+    headers=GATEWAY_HEADERS,
+    required=(H_OPERATION, H_VERSION, H_APP, H_DEVICE, H_TIMESTAMP, H_NONCE, H_SIGNATURE),
     responses={
         200: "1000 success",
         400: "4001 invalid parameters",
@@ -65,7 +113,15 @@ async def list_keys_handler(request: web.Request) -> web.Response:
     return json_response({"items": [key_dict(r) for r in rows]})
 
 
-@api.route("DELETE", KEYS + "/{kid}", summary="Revoke an app's gateway key", tag="gateway", roles=("admin",))
+@api.route(
+    "DELETE",
+    KEYS + "/{kid}",
+    summary="Revoke an app's gateway key",
+    tag="gateway",
+    roles=("admin",),
+    params={"kid": KID_SCHEMA},
+    responses={200: "revoked", 404: "no such key"},
+)
 async def revoke_key_handler(request: web.Request) -> web.Response:
     kid = request.match_info["kid"]
     if KID_RE.fullmatch(kid) is None:
@@ -80,7 +136,8 @@ async def revoke_key_handler(request: web.Request) -> web.Response:
     summary="Revoke a device's key: that device id is refused from now on",
     tag="gateway",
     roles=("admin",),
-    responses={204: "revoked"},
+    params={"device": DEVICE_SCHEMA},
+    responses={204: "revoked", 404: "no key is registered for this device"},
 )
 async def revoke_device_handler(request: web.Request) -> web.Response:
     device = request.match_info["device"]

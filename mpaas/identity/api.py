@@ -9,8 +9,9 @@ from aiohttp import web
 
 from mpaas.appkeys import DB
 from mpaas.errors import ValidationError
-from mpaas.identity import audit, tenancy
+from mpaas.identity import audit, lifecycle, tenancy
 from mpaas.identity.guard import actor_of, principal_of
+from mpaas.identity.roles import ROLES
 from mpaas.identity.tokens import create_token, list_tokens, revoke_token
 from mpaas.storage.db import utcnow
 from mpaas.web.api import (
@@ -38,7 +39,14 @@ APP_BODY = {
     "properties": {
         "name": NAME_SCHEMA,
         "platforms": {"type": "array", "minItems": 1, "items": {"enum": list(tenancy.PLATFORMS)}},
+        "require_signing": {"type": "boolean", "description": "refuse publishes while it has no TUF keys"},
     },
+}
+APP_PATCH = {
+    "type": "object",
+    "minProperties": 1,
+    "additionalProperties": False,
+    "properties": {"name": NAME_SCHEMA, "require_signing": {"type": "boolean"}},
 }
 
 
@@ -57,7 +65,11 @@ async def create_app_handler(request: web.Request) -> web.Response:
     platforms = data.get("platforms") or []
     if not isinstance(platforms, list) or not all(isinstance(p, str) for p in platforms):
         raise ValidationError("field 'platforms' must be a list of strings")
-    app, channels = await tenancy.create_app(request.app[DB], actor_of(request), name, platforms)
+    require_signing = lifecycle.check_bool(data.get("require_signing", False), "require_signing")
+    db, actor = request.app[DB], actor_of(request)
+    app, channels = await tenancy.create_app(db, actor, name, platforms)
+    if require_signing:
+        app = await lifecycle.set_require_signing(db, actor, name, True)
     out = tenancy.app_dict(app) | {"channels": [tenancy.channel_dict(c, app.name) for c in channels]}
     return json_response(out, status=201)
 
@@ -72,7 +84,8 @@ async def create_app_handler(request: web.Request) -> web.Response:
 )
 async def list_apps_handler(request: web.Request) -> web.Response:
     limit, offset = pagination(request)
-    rows, total = await tenancy.list_apps(request.app[DB], limit=limit, offset=offset)
+    scope = principal_of(request).apps
+    rows, total = await tenancy.list_apps(request.app[DB], limit=limit, offset=offset, only=scope)
     return json_response(page([tenancy.app_dict(a) for a in rows], total, limit, offset))
 
 
@@ -86,6 +99,60 @@ async def list_apps_handler(request: web.Request) -> web.Response:
 async def show_app_handler(request: web.Request) -> web.Response:
     app = await tenancy.get_app(request.app[DB], request.match_info["app"])
     return json_response(tenancy.app_dict(app))
+
+
+@api.route(
+    "PATCH",
+    "/api/v1/apps/{app}",
+    summary="Rename an app, or change whether it requires signing",
+    tag="apps",
+    roles=("admin",),
+    body=APP_PATCH,
+    responses={409: "the new name exists, or the app has TUF keys (no rename)"},
+)
+async def update_app_handler(request: web.Request) -> web.Response:
+    data = await read_object(request)
+    db, actor = request.app[DB], actor_of(request)
+    name = request.match_info["app"]
+    new_name = field_str(data, "name", required=False, max_len=63)
+    unknown = sorted(set(data) - {"name", "require_signing"})
+    if unknown or (new_name is None and "require_signing" not in data):
+        raise ValidationError("give 'name' (a rename) or 'require_signing', and nothing else")
+    if "require_signing" in data:
+        await lifecycle.set_require_signing(
+            db, actor, name, lifecycle.check_bool(data["require_signing"], "require_signing")
+        )
+    if new_name is not None:
+        await lifecycle.rename_app(db, actor, name, new_name)
+        name = new_name
+    return json_response(tenancy.app_dict(await tenancy.get_app(db, name)))
+
+
+@api.route(
+    "DELETE",
+    "/api/v1/apps/{app}",
+    summary="Delete an app with nothing in it (its channels and deployment keys go with it)",
+    tag="apps",
+    roles=("admin",),
+    responses={409: "the app still holds packages, releases, devices or other data"},
+)
+async def delete_app_handler(request: web.Request) -> web.Response:
+    app = await lifecycle.delete_app(request.app[DB], actor_of(request), request.match_info["app"])
+    return json_response(tenancy.app_dict(app) | {"deleted": True})
+
+
+@api.route(
+    "DELETE",
+    "/api/v1/apps/{app}/channels/{channel}",
+    summary="Delete a channel that has no releases (its deployment key stops working)",
+    tag="apps",
+    roles=("admin",),
+    responses={409: "the channel has releases"},
+)
+async def delete_channel_handler(request: web.Request) -> web.Response:
+    app, channel = request.match_info["app"], request.match_info["channel"]
+    row = await lifecycle.delete_channel(request.app[DB], actor_of(request), app, channel)
+    return json_response(tenancy.channel_dict(row, app) | {"deleted": True})
 
 
 @api.route(
@@ -135,10 +202,17 @@ TOKEN_BODY = {
     "type": "object",
     "required": ["role"],
     "properties": {
-        "role": {"enum": ["admin", "release-manager", "analyst", "push-operator"]},
+        "role": {"enum": list(ROLES)},
         "name": {"type": "string", "maxLength": 128},
         "expires_in_seconds": {"type": "integer", "minimum": 60, "maximum": 3660 * 86_400},
         "expires_at": {"type": "string", "format": "date-time", "maxLength": 64},
+        "apps": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 100,
+            "items": NAME_SCHEMA,
+            "description": "limit the token to these apps (default: every app)",
+        },
     },
     # one or the other, or neither (a token that never expires)
     "not": {"required": ["expires_in_seconds", "expires_at"]},
@@ -156,8 +230,18 @@ def token_dict(row: object) -> dict[str, object]:
         "expires_at",
         "revoked_at",
         "last_used_at",
+        "apps",
     )
     return {k: getattr(row, k) for k in keys}
+
+
+def token_apps(data: dict[str, Any]) -> list[str] | None:
+    apps = data.get("apps")
+    if apps is None:
+        return None
+    if not isinstance(apps, list) or not apps or len(apps) > 100 or not all(isinstance(a, str) for a in apps):
+        raise ValidationError("field 'apps' must be a list of 1 to 100 app names")
+    return [tenancy.check_name("app", a) for a in apps]
 
 
 def token_expiry(data: dict[str, Any]) -> datetime | None:
@@ -201,7 +285,7 @@ async def create_token_handler(request: web.Request) -> web.Response:
     name = field_str(data, "name", required=False, max_len=128) or f"{role}-token"
     expires_at = token_expiry(data)
     row, secret = await create_token(
-        request.app[DB], actor_of(request), name=name, role=role, expires_at=expires_at
+        request.app[DB], actor_of(request), name=name, role=role, expires_at=expires_at, apps=token_apps(data)
     )
     return json_response(token_dict(row) | {"token": secret}, status=201)
 
@@ -256,4 +340,7 @@ async def audit_handler(request: web.Request) -> web.Response:
 )
 async def whoami_handler(request: web.Request) -> web.Response:
     p = principal_of(request)
-    return json_response({"id": p.token_id, "name": p.name, "role": p.role, "expires_at": p.expires_at})
+    apps = list(p.apps) if p.apps is not None else None
+    return json_response(
+        {"id": p.token_id, "name": p.name, "role": p.role, "expires_at": p.expires_at, "apps": apps}
+    )

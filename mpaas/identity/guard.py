@@ -41,6 +41,28 @@ async def _principal(request: web.Request) -> Principal:
     return await authenticate(request.app[DB], header)
 
 
+#: Routes without an ``{app}`` that a token scoped to some apps may still call.
+SCOPE_FREE = {("GET", "/api/v1/whoami"), ("GET", "/api/v1/apps")}
+
+
+def check_app_scope(request: web.Request, principal: Principal) -> None:
+    """403 when a token scoped to some apps calls a route about another app (or about none)."""
+    if principal.apps is None:
+        return
+    app = request.match_info.get("app")
+    allowed = ", ".join(principal.apps)
+    if app is None:
+        resource = request.match_info.route.resource
+        if (request.method, resource.canonical if resource else "") in SCOPE_FREE:
+            return
+        raise Forbidden(
+            f"this token is limited to the apps {allowed}; this endpoint is not about one app",
+            code="app_scope",
+        )
+    if app not in principal.apps:
+        raise Forbidden(f"this token is limited to the apps {allowed}; not {app!r}", code="app_scope")
+
+
 def require_roles(roles: tuple[str, ...]) -> Callable[[Handler], Handler]:
     """Wrap a handler: 401 without a valid token, 403 when its role is not allowed."""
     check_roles(roles, "an endpoint")
@@ -52,6 +74,7 @@ def require_roles(roles: tuple[str, ...]) -> Callable[[Handler], Handler]:
             if principal.role != "admin" and principal.role not in roles:
                 allowed = ", ".join(dict.fromkeys(("admin", *roles)))
                 raise Forbidden(f"role {principal.role!r} may not do this; allowed roles: {allowed}")
+            check_app_scope(request, principal)
             request[PRINCIPAL] = principal
             return await handler(request)
 

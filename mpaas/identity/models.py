@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Column, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from mpaas.storage.db import utcnow
@@ -17,6 +17,10 @@ class App(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(index=True, unique=True, max_length=64)
     platforms: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    #: Refuse publishes while the app has no TUF keys (nothing it serves may go unsigned).
+    require_signing: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=false())
+    )
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -46,6 +50,8 @@ class ApiToken(SQLModel, table=True):
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
     expires_at: datetime | None = None
+    #: The apps this token may act on; None for every app.
+    apps: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class AuditEntry(SQLModel, table=True):

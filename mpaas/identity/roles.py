@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-ROLES: tuple[str, ...] = ("admin", "release-manager", "analyst", "push-operator")
+ROLES: tuple[str, ...] = ("admin", "release-manager", "analyst", "push-operator", "risk-officer")
 
 
 def check_roles(roles: tuple[str, ...], where: str) -> None:

@@ -72,12 +72,18 @@ async def create_app(
     return app, channels
 
 
-async def list_apps(db: Database, *, limit: int = 50, offset: int = 0) -> tuple[list[App], int]:
+async def list_apps(
+    db: Database, *, limit: int = 50, offset: int = 0, only: tuple[str, ...] | None = None
+) -> tuple[list[App], int]:
+    """A page of apps by name; ``only`` limits it to those names (a scoped token's apps)."""
     from sqlalchemy import func
 
+    query = select(App)
+    if only is not None:
+        query = query.where(col(App.name).in_(only))
     async with db.session() as s:
-        total = (await s.exec(select(func.count()).select_from(App))).one()
-        rows = (await s.exec(select(App).order_by(col(App.name)).limit(limit).offset(offset))).all()
+        total = (await s.exec(select(func.count()).select_from(query.subquery()))).one()
+        rows = (await s.exec(query.order_by(col(App.name)).limit(limit).offset(offset))).all()
     return list(rows), int(total)
 
 
@@ -150,4 +156,9 @@ def channel_dict(c: Channel, app_name: str) -> dict[str, object]:
 
 
 def app_dict(a: App) -> dict[str, object]:
-    return {"name": a.name, "platforms": a.platforms, "created_at": a.created_at}
+    return {
+        "name": a.name,
+        "platforms": a.platforms,
+        "require_signing": a.require_signing,
+        "created_at": a.created_at,
+    }

@@ -18,6 +18,7 @@ from mpaas.errors import NotFound, Unauthorized, ValidationError
 from mpaas.identity.audit import Actor, record
 from mpaas.identity.models import ApiToken
 from mpaas.identity.roles import ROLES
+from mpaas.identity.tenancy import get_app
 from mpaas.storage.db import Database, as_stored_utc, utcnow
 
 TOKEN_PREFIX = "mpaas_"  # noqa: S105 - a public prefix, not a secret
@@ -34,6 +35,8 @@ class Principal:
     expires_at: datetime | None = None
     #: ``token`` (a bearer token), or ``console`` (a web console session; ``token_id`` is the account's id).
     kind: str = "token"
+    #: The apps a scoped token may act on; None for every app.
+    apps: tuple[str, ...] | None = None
 
     @property
     def actor(self) -> str:
@@ -74,11 +77,26 @@ def is_expired(row: ApiToken, now: datetime) -> bool:
 
 
 async def create_token(
-    db: Database, actor: Actor, *, name: str, role: str, expires_at: datetime | None = None
+    db: Database,
+    actor: Actor,
+    *,
+    name: str,
+    role: str,
+    expires_at: datetime | None = None,
+    apps: list[str] | None = None,
 ) -> tuple[ApiToken, str]:
-    """Create a token; the secret is returned once and never stored."""
+    """Create a token; the secret is returned once and never stored.
+
+    ``apps`` limits it to those apps (each must exist); None lets it act on every app.
+    """
     check_role(role)
     expires_at = check_expiry(expires_at, utcnow())
+    if apps is not None:
+        apps = sorted(set(apps))
+        if not apps:
+            raise ValidationError("a scoped token needs at least one app")
+        for app_name in apps:
+            await get_app(db, app_name)  # 404 for an app that does not exist
     secret = new_token_secret()
     row = ApiToken(
         name=name,
@@ -87,8 +105,14 @@ async def create_token(
         prefix=secret[:12],
         created_by=actor.name,
         expires_at=expires_at,
+        apps=apps,
     )
-    detail = {"role": role, "name": name, "expires_at": expires_at.isoformat() if expires_at else None}
+    detail = {
+        "role": role,
+        "name": name,
+        "expires_at": expires_at.isoformat() if expires_at else None,
+        "apps": apps,
+    }
     async with db.write() as s:
         s.add(row)
         await s.flush()
@@ -133,4 +157,6 @@ async def authenticate(db: Database, header: str | None, *, now: datetime | None
             if fresh is not None:
                 fresh.last_used_at = now
                 s.add(fresh)
-    return Principal(row.id, row.name, row.role, row.expires_at and as_stored_utc(row.expires_at))
+    expires_at = row.expires_at and as_stored_utc(row.expires_at)
+    apps = tuple(row.apps) if row.apps is not None else None
+    return Principal(row.id, row.name, row.role, expires_at, apps=apps)

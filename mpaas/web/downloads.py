@@ -17,6 +17,8 @@ from mpaas.storage.blobs import BlobStore
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 IMMUTABLE = "public, max-age=31536000, immutable"
+#: For bytes behind an expiring URL: the device may keep them, a shared cache may not.
+PRIVATE_IMMUTABLE = "private, max-age=31536000, immutable"
 
 
 def etag_matches(request: web.Request, etag: str) -> bool:
@@ -58,6 +60,7 @@ async def serve_blob(
     filename: str | None = None,
     content_type: str = "application/octet-stream",
     allow_redirect: bool = True,
+    cache_control: str = IMMUTABLE,
 ) -> web.StreamResponse:
     """Answer a GET or HEAD for a blob: 302 to a direct URL, 304, 206 or 200."""
     etag = f'"{sha256}"'
@@ -66,7 +69,7 @@ async def serve_blob(
         if url is not None:
             raise web.HTTPFound(url, headers={"Cache-Control": "private, max-age=60"})
     if etag_matches(request, etag):
-        return web.Response(status=304, headers={"ETag": etag, "Cache-Control": IMMUTABLE})
+        return web.Response(status=304, headers={"ETag": etag, "Cache-Control": cache_control})
     size = await store.size(sha256)
     if_range = request.headers.get("If-Range")
     wanted = parse_range(request.headers.get("Range"), size) if if_range in (None, etag) else None
@@ -74,7 +77,7 @@ async def serve_blob(
     headers = {
         "ETag": etag,
         "Accept-Ranges": "bytes",
-        "Cache-Control": IMMUTABLE,
+        "Cache-Control": cache_control,
         "Content-Type": content_type,
         "Content-Length": str(end - start),
     }

@@ -30,6 +30,7 @@ from sqlmodel import select
 from mpaas.errors import ValidationError
 from mpaas.packages.manifest import Manifest
 from mpaas.packages.models import Package
+from mpaas.packages.protocols.links import BlobLinks
 from mpaas.packages.releases.channel_index import ChannelIndex, Decision, IndexedRelease, Lineage, PackageInfo
 from mpaas.packages.releases.models import CodePushDiff
 from mpaas.packages.releases.rollout import Device, cached_version
@@ -103,7 +104,7 @@ def decide(index: ChannelIndex, check: CodePushCheck, now: float) -> tuple[Decis
 def update_info(
     check: CodePushCheck,
     decision: Decision | None,
-    base_url: str,
+    links: BlobLinks,
     diff: tuple[str, int] | None,
 ) -> dict[str, Any]:
     """The snake_case ``update_info`` object."""
@@ -138,7 +139,7 @@ def update_info(
     pkg: PackageInfo = target.package
     sha, size = diff if diff is not None else (pkg.archive_sha256, pkg.archive_size)
     info |= {
-        "download_url": f"{base_url}/client/v1/blobs/{sha}",
+        "download_url": links.url(sha),
         "description": target.description,
         "is_available": True,
         "is_mandatory": decision.mandatory,

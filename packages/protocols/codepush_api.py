@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from mpaas.packages.protocols import codepush as cp
-from mpaas.packages.protocols.common import base_url, channel_by_key, runtime_of
+from mpaas.packages.protocols.common import blob_links, channel_by_key, runtime_of
 from mpaas.packages.releases.channel_index import ChannelIndex, Lineage, now
 from mpaas.packages.releases.errors import InvalidReport
 from mpaas.web.api import Api, Schema, dumps, read_object, refuse_oversized
@@ -75,7 +75,7 @@ async def _codepush_info(request: web.Request) -> dict[str, Any]:
         target = decision.target
         if decision.action == "update" and target is not None and target.package and check.package_hash:
             diff = await rt.diffs.get(target.package, check.package_hash)
-    return cp.update_info(check, decision, base_url(request, rt), diff)
+    return cp.update_info(check, decision, blob_links(request, rt), diff)
 
 
 @api.route(

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mpaas.packages.manifest import FileEntry, Manifest
+from mpaas.packages.protocols.links import BlobLinks
 from mpaas.packages.releases.channel_index import IndexedRelease, Lineage, PackageInfo
 from mpaas.packages.releases.rollout import Device
 from mpaas.packages.semver import InvalidVersion, Version
@@ -99,7 +100,7 @@ def held_release(lineage: Lineage, req: ExpoRequest) -> IndexedRelease | None:
     return None
 
 
-def _asset(entry: FileEntry, base_url: str, ext: str | None, *, launch: bool = False) -> dict[str, Any]:
+def _asset(entry: FileEntry, links: BlobLinks, ext: str | None, *, launch: bool = False) -> dict[str, Any]:
     suffix = ext if ext is not None else ("." + entry.path.rsplit(".", 1)[1] if "." in entry.path else None)
     if launch:
         content_type = "application/javascript"
@@ -109,7 +110,7 @@ def _asset(entry: FileEntry, base_url: str, ext: str | None, *, launch: bool = F
         "hash": expo_hash(entry.sha256),
         "key": entry.sha256,
         "contentType": content_type,
-        "url": f"{base_url}/client/v1/blobs/{entry.sha256}",
+        "url": links.url(entry.sha256),
     }
     if suffix:
         out["fileExtension"] = suffix
@@ -172,7 +173,7 @@ class ExpoManifests:
         self._files[key] = result
         return result
 
-    async def manifest(self, release: IndexedRelease, req: ExpoRequest, base_url: str) -> dict[str, Any]:
+    async def manifest(self, release: IndexedRelease, req: ExpoRequest, links: BlobLinks) -> dict[str, Any]:
         pkg = release.package
         assert pkg is not None
         launch, assets = await self.files(pkg, req.platform)
@@ -180,8 +181,8 @@ class ExpoManifests:
             "id": update_id(release, req.platform),
             "createdAt": iso(release.created_at),
             "runtimeVersion": req.runtime_version,
-            "launchAsset": _asset(launch, base_url, None, launch=True),
-            "assets": [_asset(f, base_url, ext) for f, ext in assets],
+            "launchAsset": _asset(launch, links, None, launch=True),
+            "assets": [_asset(f, links, ext) for f, ext in assets],
             "metadata": {"label": release.label, "version": pkg.version},
             "extra": {},
         }

@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 
 from mpaas.packages.protocols import expo
-from mpaas.packages.protocols.common import base_url, runtime_of
+from mpaas.packages.protocols.common import blob_links, runtime_of
 from mpaas.packages.releases.channel_index import now
 from mpaas.packages.releases.key import ReleaseRuntime
 from mpaas.web.api import Api, Schema, refuse_oversized
@@ -47,9 +47,9 @@ async def _expo(request: web.Request, channel_name: str) -> web.Response:
     decision = lineage.decide(req.device(), held, bool(req.current_update_id), now())
     if decision.target is not None:
         rt.index.checks.add(decision.target.id)
-    base = base_url(request, rt)
+    links = blob_links(request, rt)
     if decision.action == "update" and decision.target is not None:
-        body = expo.dumps(await rt.expo.manifest(decision.target, req, base))
+        body = expo.dumps(await rt.expo.manifest(decision.target, req, links))
         if not req.wants_multipart:
             return web.Response(
                 body=body,

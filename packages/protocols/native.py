@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from mpaas.packages.protocols.links import BlobLinks
 from mpaas.packages.releases.channel_index import (
     ChannelIndex,
     Decision,
@@ -31,16 +32,16 @@ from mpaas.web.api import dumps
 #: The entry points, with table_for: the kernel's, for a body as raw bytes or parsed.
 __all__ = ["load_object", "native_answer", "native_check", "table_for"]
 
-#: Encoded fragments kept per outcome (distinct delta bases × base URLs).
+#: Encoded fragments kept per outcome (distinct delta bases × download links).
 MAX_ENCODED = 256
-#: Native tables kept per channel index (distinct base URLs × poll intervals).
+#: Native tables kept per channel index (distinct download links × poll intervals).
 MAX_TABLES = 64
 #: The plan of a package the channel does not know: no gates, one outcome.
 _UNKNOWN = Plan((), (None,))
 
 
-def _blob(base_url: str, sha256: str, size: int, target: str) -> dict[str, Any]:
-    return {"url": f"{base_url}/client/v1/blobs/{sha256}", "sha256": sha256, "size": size, "target": target}
+def _blob(links: BlobLinks, sha256: str, size: int, target: str) -> dict[str, Any]:
+    return {"url": links.url(sha256), "sha256": sha256, "size": size, "target": target}
 
 
 def release_json(r: IndexedRelease) -> dict[str, Any]:
@@ -56,7 +57,7 @@ def release_json(r: IndexedRelease) -> dict[str, Any]:
 
 
 def package_answer(
-    lineage: Lineage, decision: Decision, installed_hash: str | None, base_url: str
+    lineage: Lineage, decision: Decision, installed_hash: str | None, links: BlobLinks
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": lineage.kind, "id": lineage.package_id, "action": decision.action}
     target = decision.target
@@ -66,9 +67,9 @@ def package_answer(
         return out
     pkg: PackageInfo = target.package
     out["mandatory"] = decision.mandatory
-    out["full"] = _blob(base_url, pkg.archive_sha256, pkg.archive_size, pkg.full_target)
+    out["full"] = _blob(links, pkg.archive_sha256, pkg.archive_size, pkg.full_target)
     out["manifest"] = {
-        "url": f"{base_url}/client/v1/blobs/{pkg.manifest_sha256}",
+        "url": links.url(pkg.manifest_sha256),
         "sha256": pkg.manifest_sha256,
         "target": pkg.manifest_target,
     }
@@ -76,7 +77,7 @@ def package_answer(
     out["delta"] = (
         None
         if delta is None
-        else _blob(base_url, delta.sha256, delta.size, delta.target) | {"from_hash": delta.from_hash}
+        else _blob(links, delta.sha256, delta.size, delta.target) | {"from_hash": delta.from_hash}
     )
     if pkg.meta:
         out["meta"] = pkg.meta
@@ -88,28 +89,35 @@ def _digest(raw: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big")
 
 
-def _encoded(lineage: Lineage, outcome: Outcome, held_hash: str | None, base_url: str) -> tuple[bytes, int]:
+def _encoded(
+    lineage: Lineage, outcome: Outcome, held_hash: str | None, links: BlobLinks
+) -> tuple[bytes, int]:
     """The package's answer object as JSON bytes, and their digest, made once per index build."""
     deltas = outcome.deltas
     base = held_hash if deltas and held_hash in deltas else None
-    key = (base, base_url)
+    key = (base, links.key)
     found = outcome.encoded.get(key)
     if found is None:
-        raw = dumps(package_answer(lineage, outcome.decision, base, base_url))
+        raw = dumps(package_answer(lineage, outcome.decision, base, links))
         if len(outcome.encoded) >= MAX_ENCODED:
             outcome.encoded.clear()
         found = outcome.encoded[key] = (raw, _digest(raw))
     return found
 
 
-def table_for(index: ChannelIndex, base_url: str, poll_interval: int) -> NativeTable:
-    """The native check's memo for this index, base URL and poll interval.
+def table_for(index: ChannelIndex, links: BlobLinks, poll_interval: int) -> NativeTable:
+    """The native check's memo for this index, download links and poll interval.
 
-    Its plans are built on first use (:func:`_builder`) and live as long as the index.
+    Its plans are built on first use (:func:`_builder`) and live as long as the index, or
+    until the links' window ends (a new ``expires``, so a new table).
     """
-    key = (base_url, poll_interval)
+    key = (links.key, poll_interval)
     table = index.native_tables.get(key)
     if table is None:
+        if len(index.native_tables) >= MAX_TABLES or any(
+            not k.startswith(f"{links.expires}|") for k, _poll in index.native_tables
+        ):  # full, or holding the URLs of an earlier window
+            index.native_tables.clear()
         prefix = (
             b'{"channel":'
             + dumps(index.channel_name)
@@ -117,15 +125,13 @@ def table_for(index: ChannelIndex, base_url: str, poll_interval: int) -> NativeT
             + dumps(poll_interval)
             + b',"packages":['
         )
-        if len(index.native_tables) >= MAX_TABLES:
-            index.native_tables.clear()
         table = index.native_tables[key] = NativeTable(
-            prefix, _digest(prefix), _builder(index, base_url), tuple(index.lineages)
+            prefix, _digest(prefix), _builder(index, links), tuple(index.lineages)
         )
     return table
 
 
-def _builder(index: ChannelIndex, base_url: str) -> Any:
+def _builder(index: ChannelIndex, links: BlobLinks) -> Any:
     def build(kind: str, package_id: str, held_hash: str | None, device: Device) -> NativePlan:
         lineage = index.lineages.get((kind, package_id))
         if lineage is None:
@@ -138,7 +144,7 @@ def _builder(index: ChannelIndex, base_url: str) -> Any:
         tallies: list[Tally | None] = []
         quiet: list[bool] = []
         for outcome in plan.outcomes:
-            raw, digest = _encoded(lineage, outcome, held_hash, base_url)
+            raw, digest = _encoded(lineage, outcome, held_hash, links)
             raws.append(raw)
             digests.append(digest)
             tallies.append(index.tally(outcome.counted) if outcome.counted is not None else None)

@@ -1,4 +1,5 @@
-"""Client routes of the mpaas native protocol: update check, status reports, blob downloads.
+"""Client routes of the mpaas native protocol: update check, status reports, blob downloads
+(by signed, expiring URLs: :mod:`~mpaas.packages.protocols.links`).
 
 The update check answers from the in-memory index through the compiled kernel
 (:mod:`~mpaas.packages.protocols.native`); only status reports write to the database.
@@ -14,7 +15,8 @@ from mpaas.appkeys import BLOBS
 from mpaas.errors import NotFound, PayloadTooLarge, ValidationError
 from mpaas.packages.models import KINDS
 from mpaas.packages.protocols import native
-from mpaas.packages.protocols.common import base_url, channel_by_key, runtime_of
+from mpaas.packages.protocols.common import blob_links, channel_by_key, runtime_of, url_signer
+from mpaas.packages.protocols.links import SIG_HEX
 from mpaas.packages.releases.channel_index import now
 from mpaas.packages.releases.errors import InvalidReport, ReleaseNotFound
 from mpaas.packages.releases.reports import EVENTS
@@ -32,7 +34,7 @@ from mpaas.web.api import (
     refuse_oversized,
 )
 from mpaas.web.complete_response import CompleteResponse, ResponseHead
-from mpaas.web.downloads import serve_blob
+from mpaas.web.downloads import PRIVATE_IMMUTABLE, serve_blob
 
 api = Api()
 
@@ -147,7 +149,7 @@ async def check_updates(request: web.Request) -> web.StreamResponse:
     else:  # the key in the body (clients that cannot set headers)
         data = native.load_object(raw)
         index = await rt.index.get(await channel_by_key(rt, data.get("deployment_key")))
-    table = native.table_for(index, base_url(request, rt), rt.poll_interval)
+    table = native.table_for(index, blob_links(request, rt), rt.poll_interval)
     if data is None:
         body, etag = native.native_check(table, raw, now())
     else:
@@ -227,12 +229,24 @@ def _check_event(ev: Any) -> tuple[str, int, str, int | None, dict[str, Any]]:
 @api.route(
     "GET",
     "/client/v1/blobs/{sha256}",
-    summary="Download a package, patch, diff or file by sha256 (public, immutable, Range)",
+    summary="Download a package, patch, diff or file by the signed, expiring URL of an update answer",
     tag="client",
     auth="public",
-    responses={200: "bytes", 206: "range", 302: "redirect to S3/CDN", 304: "unchanged"},
+    responses={
+        200: "bytes",
+        206: "range",
+        302: "redirect to S3/CDN",
+        304: "unchanged",
+        403: "download_url_invalid (not signed by this server) or download_url_expired (check again)",
+        404: "no such blob",
+    },
     head=True,
     params={"sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+    query={
+        "expires": {"type": "string", "pattern": "^[0-9]{1,12}$", "description": "Unix time"},
+        "sig": {"type": "string", "pattern": f"^[0-9a-f]{{{SIG_HEX}}}$"},
+    },
+    required=("expires", "sig"),
 )
 async def download_blob(request: web.Request) -> web.StreamResponse:
     refuse_oversized(request, NO_BODY_LIMIT)
@@ -241,7 +255,11 @@ async def download_blob(request: web.Request) -> web.StreamResponse:
         check_digest(digest)
     except ValueError:
         raise ValidationError("not a sha256 digest") from None
+    # The grant comes first: without it, not even whether the blob exists is told.
+    query = request.query
+    url_signer(request).verify(digest, query.get("expires"), query.get("sig"))
     store = request.app[BLOBS]
     if not await store.exists(digest):
         raise NotFound("no such blob", code="blob_not_found")
-    return await serve_blob(request, store, digest)
+    # private: a shared cache must not keep serving the bytes after the URL expired.
+    return await serve_blob(request, store, digest, cache_control=PRIVATE_IMMUTABLE)

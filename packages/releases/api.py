@@ -15,6 +15,7 @@ from mpaas.identity.models import App
 from mpaas.identity.tenancy import NAME_RE
 from mpaas.packages.api_schemas import PACKAGE_ID_SCHEMA, RANGE_SCHEMA, VERSION_SCHEMA
 from mpaas.packages.models import KINDS
+from mpaas.packages.releases.api_changes import api as changes_api
 from mpaas.packages.releases.key import RELEASES
 from mpaas.packages.releases.models import STATUSES
 from mpaas.packages.releases.rollout import MAX_RULES, SET_FIELDS
@@ -22,6 +23,7 @@ from mpaas.packages.releases.service import ReleaseService
 from mpaas.packages.releases.views import ReleaseSpec, ReleaseView, release_dict
 from mpaas.web.api import (
     ID_SCHEMA,
+    MAX_INT64,
     PAGE_QUERY,
     Api,
     field_str,
@@ -256,7 +258,20 @@ async def set_rollout(request: web.Request) -> web.Response:
     summary="Release the same package on another channel (e.g. staging → production)",
     tag="releases",
     roles=RM,
-    body={"type": "object", "properties": {"channel": pattern_schema(NAME_RE, default="production")}},
+    body={
+        "type": "object",
+        "properties": {
+            "channel": pattern_schema(NAME_RE, default="production"),
+            "rollout": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 100,
+                "description": "default: the source's",
+            },
+            "description": {"type": "string", "maxLength": 4000, "description": "default: the source's"},
+            "mandatory": {"type": "boolean", "description": "default: the source's"},
+        },
+    },
     responses={201: "released"},
     params=ONE_PARAMS,
 )
@@ -264,7 +279,15 @@ async def promote_release(request: web.Request) -> web.Response:
     data = await read_object(request) if request.can_read_body else {}
     target = field_str(data, "channel", required=False, max_len=63) or "production"
     app = await _app(request)
-    view = await _svc(request).promote(app, actor_of(request), _release_id(request), target)
+    view = await _svc(request).promote(
+        app,
+        actor_of(request),
+        _release_id(request),
+        target,
+        rollout=_number(data, "rollout", 0) if "rollout" in data else None,
+        description=field_str(data, "description", required=False, max_len=4000),
+        mandatory=_bool(data, "mandatory") if "mandatory" in data else None,
+    )
     return _out(view, app, 201)
 
 
@@ -282,16 +305,21 @@ async def promote_release(request: web.Request) -> web.Response:
             "id": PACKAGE_ID_SCHEMA,
             "to_embedded": {"type": "boolean"},
             "mandatory": {"type": "boolean"},
+            "to_release": {**ID_SCHEMA, "description": "roll back to this earlier release of the lineage"},
         },
+        "not": {"required": ["to_embedded", "to_release"], "properties": {"to_embedded": {"const": True}}},
     },
     responses={201: "the rollback release"},
 )
 async def rollback(request: web.Request) -> web.Response:
     data = await read_object(request)
     package_id = required_str(data, "id", max_len=128)
-    kind = field_str(data, "kind", required=False, max_len=16) or "bundle"
-    if kind not in KINDS:
+    kind = field_str(data, "kind", required=False, max_len=16)  # None: the lineage's only kind
+    if kind is not None and kind not in KINDS:
         raise ValidationError(f"kind must be one of {', '.join(KINDS)}")
+    to_release = data.get("to_release")
+    if to_release is not None and (type(to_release) is not int or not 1 <= to_release <= MAX_INT64):
+        raise ValidationError("field 'to_release' must be a release id")
     app = await _app(request)
     view = await _svc(request).rollback(
         app,
@@ -301,5 +329,9 @@ async def rollback(request: web.Request) -> web.Response:
         package_id,
         to_embedded=_bool(data, "to_embedded"),
         mandatory=_bool(data, "mandatory"),
+        to_release=to_release,
     )
     return _out(view, app, 201)
+
+
+api.extend(changes_api)

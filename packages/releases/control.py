@@ -13,11 +13,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from mpaas.errors import ValidationError
 from mpaas.identity.audit import Actor, record
 from mpaas.identity.models import App
 from mpaas.identity.tenancy import get_channel
 from mpaas.packages.releases.base import ReleaseBase, bump_epoch
-from mpaas.packages.releases.errors import NothingToRollBack, ReleaseConflict, ReleaseStateError
+from mpaas.packages.releases.errors import (
+    NothingToRollBack,
+    ReleaseConflict,
+    ReleaseNotFound,
+    ReleaseStateError,
+)
 from mpaas.packages.releases.models import Release, ReleaseCounter
 from mpaas.packages.releases.rollout import percent_to_bp
 from mpaas.packages.releases.views import ReleaseView, label_of
@@ -74,30 +80,113 @@ class RolloutControl(ReleaseBase):
             app, actor, release_id, "release.set_rollout", ("active", "paused", "halted"), changes
         )
 
+    async def patch(
+        self,
+        app: App,
+        actor: Actor,
+        release_id: int,
+        *,
+        description: str | None = None,
+        mandatory: bool | None = None,
+        rollout: float | None = None,
+    ) -> ReleaseView:
+        """Change a live release's description, mandatory flag or rollout (one audit entry)."""
+        changes: dict[str, Any] = {}
+        if description is not None:
+            if len(description) > 4000:
+                raise ValidationError("description is longer than 4000 characters")
+            changes["description"] = description
+        if mandatory is not None:
+            changes["mandatory"] = mandatory
+        if rollout is not None:
+            changes["rollout_bp"] = percent_to_bp(rollout)
+        if not changes:
+            raise ValidationError("nothing to change: give description, mandatory or rollout")
+        return await self._set(
+            app, actor, release_id, "release.patch", ("active", "paused", "halted"), changes
+        )
+
+    async def channel_renamed(self, app: App, channel_id: int) -> None:
+        """Re-sign the channel sets of what a renamed channel offers, and rebuild its index.
+
+        A channel without releases has nothing signed and no index: it is left alone.
+        """
+        async with self.db.write() as s:
+            pks = (
+                await s.exec(
+                    select(Release.package_pk)
+                    .where(Release.channel_id == channel_id, col(Release.status) != "rolled_back")
+                    .distinct()
+                )
+            ).all()
+            if pks:
+                await bump_epoch(s, channel_id)
+        if not pks:
+            return
+        self._changed(channel_id)
+        for pk in pks:
+            await self._package_channels_changed(app, pk)
+
+    async def infer_kind(self, app: App, channel_id: int, package_id: str) -> str:
+        """The kind of ``package_id``'s releases on a channel, when there is only one."""
+        async with self.db.session() as s:
+            kinds = sorted(
+                (
+                    await s.exec(
+                        select(Release.kind)
+                        .where(Release.channel_id == channel_id, Release.package_id == package_id)
+                        .distinct()
+                    )
+                ).all()
+            )
+        if not kinds:
+            raise NothingToRollBack(f"{package_id} has no release on this channel to roll back")
+        if len(kinds) > 1:
+            raise ReleaseStateError(
+                f"{package_id} is released as several kinds ({', '.join(kinds)}); pass --kind"
+            )
+        return kinds[0]
+
     async def rollback(
         self,
         app: App,
         actor: Actor,
         channel: str,
-        kind: str,
+        kind: str | None,
         package_id: str,
         *,
         to_embedded: bool = False,
         mandatory: bool = False,
+        to_release: int | None = None,
     ) -> ReleaseView:
         """Withdraw the newest live release of a lineage.
 
         It becomes ``rolled_back`` and a new release restores the previous live
-        release's package (same audience and bucket seed), or, with
-        ``to_embedded``, tells every device to run the version in its binary.
-        Devices holding the withdrawn package get the new release whatever its rollout.
+        release's package (same audience and bucket seed), or ``to_release``'s (any
+        earlier release of the lineage on the channel), or, with ``to_embedded``, tells
+        every device to run the version in its binary. ``kind`` None: the lineage's
+        only kind on the channel. Devices holding the withdrawn package get the new
+        release whatever its rollout.
         """
         ref = await get_channel(self.db, app.name, channel)
         assert app.id is not None and ref.channel.id is not None
+        if to_embedded and to_release is not None:
+            raise ValidationError("give --to RELEASE_ID or --to-embedded, not both")
+        if kind is None:
+            kind = await self.infer_kind(app, ref.channel.id, package_id)
         try:
             async with self.db.write() as s:
                 row = await self._rollback_in(
-                    s, app, actor, ref.channel.id, channel, kind, package_id, to_embedded, mandatory
+                    s,
+                    app,
+                    actor,
+                    ref.channel.id,
+                    channel,
+                    kind,
+                    package_id,
+                    to_embedded,
+                    mandatory,
+                    to_release,
                 )
         except IntegrityError:
             raise ReleaseConflict(
@@ -118,6 +207,7 @@ class RolloutControl(ReleaseBase):
         package_id: str,
         to_embedded: bool,
         mandatory: bool,
+        to_release: int | None = None,
     ) -> Release:
         assert app.id is not None
         rows = list(
@@ -139,6 +229,8 @@ class RolloutControl(ReleaseBase):
             raise NothingToRollBack(f"{kind} {package_id} has no live release on {channel} to roll back")
         bad = rows[0]
         previous = next((r for r in rows[1:] if r.package_pk != bad.package_pk), None)
+        if to_release is not None:
+            previous = await self._rollback_target(s, bad, to_release)
         if previous is None and not to_embedded:
             raise NothingToRollBack(
                 f"{kind} {package_id} has no earlier release on {channel}; use --to-embedded"
@@ -170,6 +262,33 @@ class RolloutControl(ReleaseBase):
         detail = {"rolled_back": bad.id, "to": "embedded" if source is None else source.id}
         await self._insert_in(s, app, actor, row, "release.rollback", detail)
         return row
+
+    @staticmethod
+    async def _rollback_target(s: AsyncSession, bad: Release, to_release: int) -> Release:
+        """An earlier release of ``bad``'s lineage on its channel, with another package."""
+        target = (
+            await s.exec(
+                select(Release).where(
+                    Release.id == to_release,
+                    Release.channel_id == bad.channel_id,
+                    Release.kind == bad.kind,
+                    Release.package_id == bad.package_id,
+                )
+            )
+        ).first()
+        lineage = f"{bad.kind} {bad.package_id}"
+        if target is None or target.id is None or bad.id is None or target.id >= bad.id:
+            raise ReleaseNotFound(
+                f"release {to_release} is not an earlier release of {lineage} on this channel "
+                "(see `mpaas releases history`)"
+            )
+        if target.package_pk is None or target.package_pk == bad.package_pk:
+            raise ReleaseStateError(
+                f"release {to_release} offers "
+                f"{'the embedded version' if target.package_pk is None else 'the same package'}; "
+                "choose another, or use --to-embedded"
+            )
+        return target
 
 
 async def auto_halt(s: AsyncSession, release: Release) -> Release | None:

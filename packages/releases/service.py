@@ -66,8 +66,20 @@ class ReleaseService(RolloutControl, StatusReports):
         await self._package_channels_changed(app, row.package_pk)
         return ReleaseView(row, channel, pkg, {})
 
-    async def promote(self, app: App, actor: Actor, release_id: int, to_channel: str) -> ReleaseView:
-        """Release the same package on another channel, with the same settings."""
+    async def promote(
+        self,
+        app: App,
+        actor: Actor,
+        release_id: int,
+        to_channel: str,
+        *,
+        rollout: float | None = None,
+        description: str | None = None,
+        mandatory: bool | None = None,
+    ) -> ReleaseView:
+        """Release the same package on another channel, with the same settings unless given."""
+        if description is not None and len(description) > 4000:
+            raise ValidationError("description is longer than 4000 characters")
         view = await self.get(app, release_id)
         src = view.release
         if src.package_pk is None or src.status == "rolled_back":
@@ -87,9 +99,9 @@ class ReleaseService(RolloutControl, StatusReports):
             seq=0,
             package_pk=src.package_pk,
             target_binary_range=src.target_binary_range,
-            mandatory=src.mandatory,
-            description=src.description,
-            rollout_bp=src.rollout_bp,
+            mandatory=src.mandatory if mandatory is None else mandatory,
+            description=src.description if description is None else description,
+            rollout_bp=src.rollout_bp if rollout is None else percent_to_bp(rollout),
             whitelist=src.whitelist,
             rules=src.rules,
             promoted_from=src.id,
@@ -97,7 +109,8 @@ class ReleaseService(RolloutControl, StatusReports):
             halt_min_reports=src.halt_min_reports,
             created_by=actor.name,
         )
-        await self._insert(app, actor, row, "release.promote", {"from": src.id, "channel": to_channel})
+        detail = {"from": src.id, "channel": to_channel, "rollout": row.rollout_bp / 100}
+        await self._insert(app, actor, row, "release.promote", detail)
         await self._package_channels_changed(app, row.package_pk)
         return ReleaseView(row, to_channel, view.package, {})
 

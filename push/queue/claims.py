@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, or_, select, update
 
 from mpaas.push.models import PENDING
 from mpaas.push.queue.tables import DELIVERIES, DEVICES, execute
@@ -23,6 +23,8 @@ class Claimed:
     channel: str
     attempts: int
     expires_at: datetime
+    #: Attempts so far that failed for a passing reason (this claim's attempt not included).
+    transient_failures: int
     token: str | None
     locale: str | None
     token_registered_at: datetime
@@ -37,7 +39,11 @@ async def claim(
     limit: int,
     lease: timedelta,
 ) -> list[Claimed]:
-    """Lease up to ``limit`` due deliveries on ``channels``; counts the attempt."""
+    """Lease up to ``limit`` due deliveries on ``channels``; counts the attempt.
+
+    A row that still names a holder lost its lease: the worker died (or stalled) holding
+    it, so that attempt counts as a transient failure, and the row is sent again now.
+    """
     if not channels:
         return []
     d = DELIVERIES
@@ -61,9 +67,18 @@ async def claim(
             claimed_by=worker_id,
             lease_until=now + lease,
             attempts=d.c.attempts + 1,
+            transient_failures=d.c.transient_failures + case((d.c.claimed_by.is_not(None), 1), else_=0),
             last_attempt_at=now,
         )
-        .returning(d.c.id, d.c.message_id, d.c.device_pk, d.c.channel, d.c.attempts, d.c.expires_at)
+        .returning(
+            d.c.id,
+            d.c.message_id,
+            d.c.device_pk,
+            d.c.channel,
+            d.c.attempts,
+            d.c.expires_at,
+            d.c.transient_failures,
+        )
     )
     async with db.write() as s:
         claimed = (await execute(s, stmt)).all()
@@ -96,6 +111,7 @@ async def claim(
                 channel=row.channel,
                 attempts=row.attempts,
                 expires_at=row.expires_at,
+                transient_failures=row.transient_failures,
                 token=dev.token,
                 locale=dev.locale,
                 token_registered_at=dev.token_registered_at,
@@ -109,3 +125,15 @@ def held_by(worker_id: str, ids: Iterable[int]) -> ColumnElement[bool]:
     """The pending rows among ``ids`` whose lease ``worker_id`` still holds."""
     d = DELIVERIES
     return and_(d.c.id.in_(list(ids)), d.c.claimed_by == worker_id, d.c.status == PENDING)
+
+
+async def renew(db: Database, worker_id: str, ids: Iterable[int], until: datetime) -> int:
+    """The heartbeat: extend this worker's leases on ``ids`` (those it still holds) to ``until``."""
+    wanted = list(ids)
+    if not wanted:
+        return 0
+    async with db.write() as s:
+        result = await execute(
+            s, update(DELIVERIES).where(held_by(worker_id, wanted)).values(lease_until=until)
+        )
+    return int(getattr(result, "rowcount", 0) or 0)

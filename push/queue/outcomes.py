@@ -7,11 +7,12 @@ that refuses them never fails or slows the push.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -22,7 +23,7 @@ from mpaas.push.devices import INVALID_TOKEN
 from mpaas.push.models import FAILED, PENDING, SENT
 from mpaas.push.providers.base import Outcome, SendResult
 from mpaas.push.queue.claims import Claimed, held_by
-from mpaas.push.queue.retry import RetryPolicy
+from mpaas.push.queue.retry import RetryPolicy, is_transient
 from mpaas.push.queue.tables import (
     DELIVERIES,
     DEVICE_DISABLED,
@@ -36,6 +37,7 @@ from mpaas.push.queue.tables import (
 from mpaas.storage.db import Database
 
 APPS = SQLModel.metadata.tables["apps"]
+log = logging.getLogger("mpaas.push.queue")
 
 
 @dataclass(frozen=True)
@@ -54,12 +56,18 @@ async def record(
     policy: RetryPolicy,
     rng: random.Random,
 ) -> None:
-    """Write the outcomes of one batch; rows whose lease this worker lost are left alone."""
+    """Write some outcomes in one transaction; rows whose lease this worker lost are left alone.
+
+    The worker calls it as answers arrive (a group commit of whatever came in meanwhile),
+    not once per claimed slice: a crash then repeats only what was truly in flight.
+    """
     d = DELIVERIES
     sent: list[int] = []
     failed: dict[str, list[int]] = defaultdict(list)
     retries: list[dict[str, Any]] = []
     disable: list[dict[str, Any]] = []
+    #: Rows that give up after a transient failure: it counts too.
+    last_transient: list[int] = []
     facts: list[tuple[int, str, str | None]] = [(item.delivery.id, "sent", None) for item in outcomes]
     for item in outcomes:
         delivery, result = item.delivery, item.result
@@ -74,15 +82,14 @@ async def record(
             else:
                 failed[INVALID_TOKEN].append(delivery.id)
                 disable.append({"pk": delivery.device_pk, "tok": delivery.token, "since": since or now})
-        elif delivery.attempts >= policy.max_attempts:
-            failed[MAX_ATTEMPTS].append(delivery.id)
         else:
-            at = now + timedelta(seconds=policy.delay(delivery.attempts, result.retry_after, rng))
-            if at >= delivery.expires_at:
-                failed[EXPIRED].append(delivery.id)
+            retry = _retry(delivery, result, now, policy, rng)
+            if isinstance(retry, str):
+                failed[retry].append(delivery.id)
+                if is_transient(result):
+                    last_transient.append(delivery.id)
             else:
-                reason = f"retry:{result.reason or result.status or 'unknown'}"[:64]
-                retries.append({"rid": delivery.id, "at": at, "why": reason})
+                retries.append(retry)
     async with db.write() as s:
         if sent:
             await execute(
@@ -92,6 +99,13 @@ async def record(
                 .values(
                     status=SENT, sent_at=now, finished_at=now, reason=None, claimed_by=None, lease_until=None
                 ),
+            )
+        if last_transient:
+            await execute(
+                s,
+                update(d)
+                .where(held_by(worker_id, last_transient))
+                .values(transient_failures=d.c.transient_failures + 1),
             )
         for reason, ids in failed.items():
             await execute(
@@ -112,6 +126,7 @@ async def record(
                 .values(
                     next_attempt_at=bindparam("at"),
                     reason=bindparam("why"),
+                    transient_failures=d.c.transient_failures + bindparam("inc"),
                     claimed_by=None,
                     lease_until=None,
                 ),
@@ -133,6 +148,45 @@ async def record(
                 disable,
             )
     report_deliveries(db, facts, now)
+
+
+def _retry(
+    delivery: Claimed, result: SendResult, now: datetime, policy: RetryPolicy, rng: random.Random
+) -> dict[str, Any] | str:
+    """The retry row for a RETRY answer, or the failure reason when it gives up."""
+    transient = is_transient(result)
+    why = f"{result.reason or result.status or 'unknown'}"
+    failures = delivery.transient_failures + (1 if transient else 0)
+    # Transient failures never exhaust a delivery: only the TTL ends those.
+    if not transient and delivery.attempts - delivery.transient_failures >= policy.max_attempts:
+        return MAX_ATTEMPTS
+    at = policy.next_attempt(now, delivery.attempts, result.retry_after, delivery.expires_at, rng)
+    if at is None:
+        if failures:
+            log.warning(
+                "push delivery expired after %d transient failures (last: %s)",
+                failures,
+                why,
+                extra={
+                    "delivery_id": delivery.id,
+                    "message_id": delivery.message_id,
+                    "channel": delivery.channel,
+                },
+            )
+        return EXPIRED
+    if transient and policy.should_warn(failures):
+        log.warning(
+            "push delivery keeps failing: %d transient failures (last: %s), retrying until its TTL",
+            failures,
+            why,
+            extra={
+                "delivery_id": delivery.id,
+                "message_id": delivery.message_id,
+                "channel": delivery.channel,
+                "expires_at": delivery.expires_at.isoformat(),
+            },
+        )
+    return {"rid": delivery.id, "at": at, "why": f"retry:{why}"[:64], "inc": 1 if transient else 0}
 
 
 async def fail_undeliverable(db: Database, worker_id: str, ids: Sequence[int], now: datetime) -> None:

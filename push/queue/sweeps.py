@@ -1,4 +1,8 @@
-"""Housekeeping: overdue deliveries expire, unacknowledged ones fall back to the other channel."""
+"""Housekeeping: overdue deliveries expire, unacknowledged ones fall back to the other channel.
+
+Rows closed here go to analytics as ``push.failed`` events (reason ``expired`` or
+``superseded``), the same events a worker's outcomes emit (ADR 0011).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import case, exists, insert, literal, or_, select, update
 
 from mpaas.push.models import FAILED, PENDING
+from mpaas.push.queue.outcomes import report_deliveries
 from mpaas.push.queue.tables import DELIVERIES, DEVICES, EXPIRED, MESSAGES, RECEIPTS, SUPERSEDED, execute
 from mpaas.storage.db import Database
 
@@ -29,9 +34,12 @@ async def expire_overdue(db: Database, now: datetime, limit: int) -> int:
             s,
             update(d)
             .where(d.c.id.in_(overdue.scalar_subquery()))
-            .values(status=FAILED, reason=EXPIRED, finished_at=now, claimed_by=None, lease_until=None),
+            .values(status=FAILED, reason=EXPIRED, finished_at=now, claimed_by=None, lease_until=None)
+            .returning(d.c.id),
         )
-    return int(getattr(result, "rowcount", 0) or 0)
+        ids = list(result.scalars().all())
+    report_deliveries(db, [(i, "failed", EXPIRED) for i in ids], now)
+    return len(ids)
 
 
 async def fire_fallbacks(db: Database, now: datetime, limit: int) -> int:
@@ -84,7 +92,7 @@ async def fire_fallbacks(db: Database, now: datetime, limit: int) -> int:
             other.c.device_pk == d.c.device_pk,
             other.c.channel != d.c.channel,
         )
-        await execute(
+        superseded = await execute(
             s,
             update(d)
             .where(
@@ -93,7 +101,10 @@ async def fire_fallbacks(db: Database, now: datetime, limit: int) -> int:
                 or_(d.c.lease_until.is_(None), d.c.lease_until < now),
                 has_follow_up,
             )
-            .values(status=FAILED, reason=SUPERSEDED, finished_at=now, claimed_by=None, lease_until=None),
+            .values(status=FAILED, reason=SUPERSEDED, finished_at=now, claimed_by=None, lease_until=None)
+            .returning(d.c.id),
         )
+        closed = list(superseded.scalars().all())
         await execute(s, update(d).where(d.c.id.in_(ids)).values(ack_deadline=None))
+    report_deliveries(db, [(i, "failed", SUPERSEDED) for i in closed], now)
     return len(ids)

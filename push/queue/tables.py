@@ -37,5 +37,7 @@ EXPIRED, MAX_ATTEMPTS, DEVICE_DISABLED, SUPERSEDED = (
     "device_disabled",
     "superseded",
 )
+#: Expanded onto a channel that no provider is configured for: nothing could send it.
+NO_PROVIDER = "no_provider"
 #: An APNs 410 older than the token's registration: the send failed, the token stays.
 STALE_UNREGISTERED = "unregistered_stale"

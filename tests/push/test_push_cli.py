@@ -60,6 +60,7 @@ def worker_env(
         "MPAAS_APNS_ENDPOINT": f"http://127.0.0.1:{apns_standin.port}",
         "MPAAS_PUSH_BATCH_SIZE": "20",
         "MPAAS_PUSH_LEASE_SECONDS": "2",
+        "MPAAS_PUSH_HEARTBEAT_SECONDS": "0.5",
         "MPAAS_PUSH_POLL_INTERVAL": "0.05",
     }
 

@@ -232,13 +232,15 @@ async def test_no_endless_retry_attempts_capped_and_ttl_enforced(
 ) -> None:
     client, ops, key = await make_client(aiohttp_client, apns_settings(push_max_attempts=3))
     await register(client, key, "d1", "apns", apns_token(1))
-    apns_standin.inject(503, "ServiceUnavailable", rate=1.0)
+    # A failure that is not transient (our credentials) is capped; 429/5xx are retried until
+    # the TTL instead (tests/push/test_push_worker_leases.py).
+    apns_standin.inject(403, "InvalidProviderToken", rate=1.0)
     mid = await send(client, ops, audience={"devices": ["d1"]}, title="t")
     st = (await settled(client, ops, mid))["stats"]
     assert st["failed_by_reason"] == {"max_attempts": 1}
     assert apns_standin.by_token[apns_token(1)] == 3
     (row,) = await deliveries(client, mid)
-    assert row.attempts == 3
+    assert (row.attempts, row.transient_failures) == (3, 0)
 
     apns_standin.faults.clear()
     apns_standin.inject(429, "TooManyRequests", rate=1.0, retry_after="120")

@@ -68,6 +68,10 @@ def test_push_settings_are_validated(tmp_path: Any) -> None:
         Settings.from_env({"MPAAS_DATA_DIR": str(tmp_path), "MPAAS_PUSH_BATCH_SIZE": "0"})
     with pytest.raises(ConfigError, match="MPAAS_PUSH_WORKER"):
         Settings.from_env({"MPAAS_DATA_DIR": str(tmp_path), "MPAAS_PUSH_WORKER": "sometimes"})
+    with pytest.raises(ConfigError, match="MPAAS_PUSH_HEARTBEAT_SECONDS must be shorter"):
+        Settings.from_env({"MPAAS_DATA_DIR": str(tmp_path), "MPAAS_PUSH_LEASE_SECONDS": "2"})
+    with pytest.raises(ConfigError, match="MPAAS_PUSH_CLAIM_SIZE"):
+        Settings.from_env({"MPAAS_DATA_DIR": str(tmp_path), "MPAAS_PUSH_CLAIM_SIZE": "0"})
 
 
 def test_cli_durations_and_times() -> None:

@@ -33,6 +33,14 @@ async def test_roles(client: Any, headers: Any) -> None:
     resp = await client.get(f"{R}/active-users", params=BANK)
     assert resp.status == 401
     assert_error(await resp.json(), "missing_token")
+    # Adoption (aggregate device shares per package version) is the release engineers' too:
+    # the console's releases page draws it for them; every other kind stays the analysts'.
+    adoption = {"app": "bank", "package_id": "transfer", "last_days": "7"}
+    for role, status in (("release-manager", 200), ("push-operator", 403), ("analyst", 200)):
+        resp = await client.get(f"{R}/adoption", params=adoption, headers=await headers(role))
+        assert resp.status == status, (role, await resp.text())
+    resp = await client.get(f"{R}/retention", params=BANK, headers=await headers("release-manager"))
+    assert resp.status == 403
 
 
 async def test_every_kind_answers_on_the_demo(client: Any, analyst: dict[str, str]) -> None:
@@ -145,7 +153,8 @@ async def test_every_kind_is_in_the_openapi_document(client: Any) -> None:
     for name, kind in KINDS.items():
         post = doc["paths"][f"{R}/{name}"]["post"]
         schema = post["requestBody"]["content"]["application/json"]["schema"]
-        assert schema == kind.schema() and post["x-roles"] == ["admin", "analyst"]
+        roles = ["admin", "analyst", "release-manager"] if name == "adoption" else ["admin", "analyst"]
+        assert schema == kind.schema() and post["x-roles"] == roles
         query = {p["name"] for p in doc["paths"][f"{R}/{name}"]["get"]["parameters"]}
         assert query == set(kind.schema()["properties"])
     funnel = KINDS["funnel"].schema()["properties"]

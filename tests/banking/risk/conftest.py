@@ -108,3 +108,43 @@ def make_transfer(
         net={"ip": "203.0.113.7", "carrier": "CMCC"},
         geo=dict(SHANGHAI if geo is None else geo),
     )
+
+
+RULES = "/api/v1/risk/rulesets"
+
+
+class Desk:
+    """Two admins (two actors) and the four-eyes steps, for tests that need rule sets."""
+
+    def __init__(self, client: TestClient, token_factory: Callable[[str], Any]) -> None:  # type: ignore[type-arg]
+        self.client, self.token_factory = client, token_factory
+
+    @staticmethod
+    def doc(*rules: tuple[str, str, float], scene: str = "transfer", **extra: Any) -> dict[str, Any]:
+        return {
+            "scene": scene,
+            "thresholds": {"challenge": 30, "review": 60, "deny": 100},
+            "rules": [{"name": n, "expr": e, "weight": w, "message": n} for n, e, w in rules],
+        } | extra
+
+    async def officers(self) -> tuple[dict[str, str], dict[str, str]]:
+        first, second = await self.token_factory("admin"), await self.token_factory("admin")
+        return {"Authorization": f"Bearer {first}"}, {"Authorization": f"Bearer {second}"}
+
+    async def draft(self, body: dict[str, Any], who: dict[str, str]) -> str:
+        resp = await self.client.post(RULES, json=body, headers=who)
+        assert resp.status == 201, await resp.text()
+        out = await resp.json()
+        assert out["status"] == "draft"
+        return f"{RULES}/{out['scene']}/{out['version']}"
+
+    async def activate(self, body: dict[str, Any], a: dict[str, str], b: dict[str, str]) -> str:
+        path = await self.draft(body, a)
+        for step, who in (("submit", a), ("approve", b), ("activate", b)):
+            assert (await self.client.post(f"{path}/{step}", headers=who)).status == 200
+        return path
+
+
+@pytest.fixture
+def desk(client: TestClient, token_factory: Callable[[str], Any]) -> Desk:  # type: ignore[type-arg]
+    return Desk(client, token_factory)

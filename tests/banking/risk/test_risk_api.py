@@ -101,8 +101,8 @@ async def test_rules_are_loaded_and_shown_from_the_cli(
         "  - {name: large, expr: 'txn.amount >= 1000000', weight: 40, message: ten thousand yuan or more}\n"
     )
     loaded = await run(client, admin_headers, tmp_path, "risk", "rules", "load", str(rules))
-    assert loaded.exit_code == 0 and "activated transfer@1 (1 rules)" in loaded.output
-    shown = await run(client, admin_headers, tmp_path, "risk", "rules", "show", "--json")
+    assert loaded.exit_code == 0 and "stored draft transfer@1 (1 rules)" in loaded.output
+    shown = await run(client, admin_headers, tmp_path, "risk", "rules", "show", "--version", "1", "--json")
     assert json.loads(shown.output)["document"]["rules"][0]["name"] == "large"
 
     rules.write_text(rules.read_text().replace(">= 1000000", ">= "))

@@ -80,7 +80,8 @@ async def test_update_delta_etag_download(
     assert int(resp.headers["Content-Length"]) == len(body) == up["full"]["size"]
     resp = await client.get("/" + url, headers={"Range": "bytes=0-9"})
     assert resp.status == 206 and await resp.read() == body[:10]
-    assert (await client.get("/client/v1/blobs/" + "0" * 64)).status == 404
+    # A bare digest is no grant (ADR 0015): refused before the blob is looked up.
+    assert (await client.get("/client/v1/blobs/" + "0" * 64)).status == 403
 
     # ETag: the same question gets 304.
     req = {"device_id": "dev-1", "app_version": "5.3.0", "packages": [{"kind": "bundle", "id": "main"}]}

@@ -103,7 +103,7 @@ export async function renderReleases(ctx) {
     for (const r of data.items) channels.set(r.channel, [...(channels.get(r.channel) || []), r]);
     const parts = [...channels].map(([channel, rows]) => section(`${t('channel')}: ${channel}`, channelTable(channel, rows, manage, run)));
     if (data.items.length) parts.push(section(t('installs'), countersChart(data.items.slice(0, 12))));
-    if (can(ANALYSTS)) {
+    if (can(ANALYSTS) || manage) { // the adoption report is open to release managers too
       for (const packageId of [...new Set(data.items.filter((r) => r.kind === 'offline').map((r) => r.package_id))].slice(0, 3)) {
         parts.push(section(t('adoption', { p: packageId }), await adoptionChart(app, packageId).catch((err) => message('error', t('error', { m: err.message })))));
       }
