@@ -19,7 +19,6 @@ import enum
 import hashlib
 import hmac
 import logging
-import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -38,6 +37,7 @@ from mpaas.identity.audit import Actor, record
 from mpaas.identity.models import App
 from mpaas.identity.tenancy import get_app
 from mpaas.storage.db import Database, utcnow
+from mpaas.storage.keyfiles import load_or_create_key
 
 MASTER_KEY_FILE = "gateway-master.key"
 T = TypeVar("T")
@@ -55,23 +55,7 @@ class MasterKey:
 
     @classmethod
     def load_or_create(cls, keys_dir: Path) -> MasterKey:
-        path = keys_dir / MASTER_KEY_FILE
-        if not path.exists():
-            keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp = keys_dir / f".{MASTER_KEY_FILE}.{secrets.token_hex(8)}"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.write(fd, secrets.token_bytes(32))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            try:
-                os.link(tmp, path)  # atomic; another process may have won the race
-            except FileExistsError:
-                pass
-            finally:
-                tmp.unlink()
-        return cls(path.read_bytes())
+        return cls(load_or_create_key(keys_dir, MASTER_KEY_FILE))
 
     def derive(self, purpose: str, *parts: str) -> bytes:
         label = "|".join(("mpaas-gateway-v1", purpose, *parts)).encode()

@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mpaas.errors import ConfigError, Forbidden
+from mpaas.storage.keyfiles import load_or_create_key
 
 KEY_FILE = "download-url.key"
 #: A URL is valid at least this long after it is handed out (an SDK may wait for Wi-Fi).
@@ -134,23 +133,7 @@ class UrlSigner:
 
 def load_or_create_secret(keys_dir: Path) -> bytes:
     """The install's download URL key, made atomically on first use (processes may race)."""
-    path = keys_dir / KEY_FILE
-    if not path.exists():
-        keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = keys_dir / f".{KEY_FILE}.{secrets.token_hex(8)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, secrets.token_bytes(32))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)  # atomic: the first process's key wins
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    return path.read_bytes()
+    return load_or_create_key(keys_dir, KEY_FILE)
 
 
 _SIGNERS: dict[Path, UrlSigner] = {}
