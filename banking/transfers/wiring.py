@@ -9,6 +9,8 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry
 
 from mpaas.banking.ledger.service import Ledger
+from mpaas.banking.risk.engine import CelRiskEngine
+from mpaas.banking.risk.scenes import SCENES
 from mpaas.banking.risk.wiring import make_risk_engine
 from mpaas.banking.transfers.accounts import CURRENCY, Accounts
 from mpaas.banking.transfers.clearing_standin import ClearingStandIn
@@ -41,12 +43,15 @@ async def make_transfers(
         await ledger.ensure_bank_accounts(s, CURRENCY)
     accounts = Accounts(db, ledger, limits, settings.banking_e_account_class)
     clearing = ClearingStandIn()
+    risk = make_risk_engine(settings, db, registry=registry)
+    if isinstance(risk, CelRiskEngine):
+        await risk.warm(SCENES)  # rule sets and models loaded before the first call needs them
     service = TransferService(
         db,
         ledger,
         accounts,
         limits,
-        make_risk_engine(settings, db, registry=registry),
+        risk,
         codes,
         clearing,
         clock,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -85,6 +87,45 @@ class PgDatabases:
         return _with_db(self.admin_url, name)
 
     def drop_all(self) -> None:
-        stmts = [f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)' for n in reversed(self.created)]
-        if stmts:
-            _run(_pg_exec(self.admin_url, *stmts))
+        """Drop this process's databases, and those left by test processes that died, in a
+        process of its own: each DROP DATABASE waits for a checkpoint (a second or more each
+        on a loaded machine), and the run need not wait for hundreds of them."""
+        subprocess.Popen(
+            [sys.executable, "-c", DROPPER, self.admin_url, *reversed(self.created)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+#: argv: the admin URL, then the databases to drop; also drops test databases whose
+#: process (the pid in their name) no longer runs.
+DROPPER = """
+import asyncio, os, re, sys
+import asyncpg
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+async def main(url, names):
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        rows = await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'mpaas_t%'")
+        for (name,) in rows:
+            m = re.fullmatch(r"mpaas_(?:t|tpl)_([0-9]+)_[0-9a-f]+", name)
+            if m and not alive(int(m.group(1))) and name not in names:
+                names.append(name)
+        for name in names:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2:]))
+"""

@@ -16,6 +16,7 @@ from mpaas.appkeys import DB, SETTINGS
 from mpaas.banking.risk.counters import CounterStore
 from mpaas.banking.risk.decision import RiskContext
 from mpaas.banking.risk.engine import CelRiskEngine
+from mpaas.banking.risk.scenes import SCENES
 from mpaas.banking.risk.wiring import make_risk_engine
 from mpaas.settings import Settings
 from mpaas.storage.migrate import upgrade_async
@@ -64,6 +65,7 @@ def clock() -> Clock:
 async def engine(client: TestClient, clock: Clock) -> AsyncIterator[CelRiskEngine]:  # type: ignore[type-arg]
     made = make_risk_engine(client.app[SETTINGS], client.app[DB], clock=clock, poll_seconds=0.0)
     assert isinstance(made, CelRiskEngine)
+    await made.warm(SCENES)  # as the server does at start-up
     yield made
     await made.close()
 

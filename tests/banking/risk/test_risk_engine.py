@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from mpaas.appkeys import DB, SETTINGS
 from mpaas.banking.risk.counters import CounterStore
 from mpaas.banking.risk.decision import RiskContext
 from mpaas.banking.risk.engine import CelRiskEngine
 from mpaas.banking.risk.redis_counters import RedisCounterStore
+from mpaas.banking.risk.wiring import make_risk_engine
 from tests_support import free_port
 
 YUAN = 100
@@ -210,3 +212,22 @@ async def test_a_counterparty_on_the_deny_list_is_denied_until_the_entry_expires
     assert (mule.action, rules(mule)) == ("deny", ["deny_list_counterparty"])
     expired = await engine.decide("transfer", transfer("t2", 10 * YUAN, counterparty="c_old"))
     assert expired.action == "allow" and expired.values["lists"]["deny"]["counterparty"] is False
+
+
+async def test_warm_loads_the_model_before_the_first_decision(
+    client: TestClient,  # type: ignore[type-arg]
+    clock: Any,
+    transfer: MakeTransfer,
+) -> None:
+    """Regression: the first transfer after a start parsed the shipped model inside its own
+    model deadline and, on a loaded machine, failed the scene closed (challenge)."""
+    engine = make_risk_engine(client.app[SETTINGS], client.app[DB], clock=clock, poll_seconds=0.0)
+    assert isinstance(engine, CelRiskEngine)
+    scorer = engine.scorer
+    assert scorer is not None and scorer.loads == 0  # type: ignore[attr-defined]
+    await engine.warm(["transfer", "login"])
+    assert scorer.loads == 1  # type: ignore[attr-defined]  # the transfer rules name a model
+    decision = await engine.decide("transfer", transfer("t_warm", 10 * YUAN))
+    assert "model" not in decision.values["_engine"].get("degraded", []), decision
+    assert scorer.loads == 1  # type: ignore[attr-defined]  # the decision parsed nothing
+    await engine.close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -20,3 +22,16 @@ async def test_a_template_can_be_made_inside_a_running_loop(tmp_path: Path) -> N
         assert databases.ready
     finally:
         databases.drop_all()
+    # the drops run in a process of their own: wait for it to have dropped both (the event)
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        give_up = time.monotonic() + 180  # a safety net against a hang, not a measure
+        while await conn.fetchval(
+            "SELECT count(*) FROM pg_database WHERE datname = ANY($1::text[])", databases.created
+        ):
+            assert time.monotonic() < give_up, "the test databases were not dropped"
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
