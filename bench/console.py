@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gateway import free_port
 from update_check_setup import write_block
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,21 +72,13 @@ class PageResult:
     js_bytes: int
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _get(url: str, timeout: float = 5.0) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as answer:
         return bytes(answer.read())
 
 
 def start_demo(tmp: Path, users: int) -> tuple[subprocess.Popen[bytes], str, str]:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MPAAS_")} | {
         "MPAAS_DATA_DIR": str(tmp / "data"),
         "MPAAS_PORT": str(port),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -19,7 +19,7 @@ import mpaas.banking.epochs as epochs
 from mpaas.banking.risk.errors import InvalidReview, RuleSetNotFound
 from mpaas.banking.risk.models import RiskRuleSet
 from mpaas.banking.risk.rules import RuleSetDoc
-from mpaas.banking.risk.store import EPOCH, check_scene, label
+from mpaas.banking.risk.store import EPOCH, add_version, check_scene, label
 from mpaas.errors import Conflict
 from mpaas.identity import audit
 from mpaas.identity.audit import Actor
@@ -35,25 +35,7 @@ class Review:
         check_scene(scene)
         try:
             async with self.db.write() as s:
-                latest = (
-                    await s.exec(select(func.max(RiskRuleSet.version)).where(RiskRuleSet.scene == scene))
-                ).first()
-                row = RiskRuleSet(
-                    scene=scene,
-                    version=(latest or 0) + 1,
-                    status="draft",
-                    document=doc.to_dict(),
-                    digest=doc.digest(),
-                    created_by=actor.name,
-                )
-                s.add(row)
-                audit.record(
-                    s,
-                    actor,
-                    "risk.ruleset.draft",
-                    label(scene, row.version),
-                    detail={"digest": row.digest, "rules": len(doc.rules)},
-                )
+                row = await add_version(s, actor, scene, doc, status="draft", action="risk.ruleset.draft")
         except IntegrityError:
             raise Conflict("another version was stored at the same time; try again") from None
         return row

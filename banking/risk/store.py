@@ -20,6 +20,7 @@ import yaml
 from sqlalchemy import func, insert, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 import mpaas.banking.epochs as epochs
 from mpaas.banking.risk.counters import one_statement
@@ -105,35 +106,18 @@ class RuleSets:
         return ActiveRuleSet(scene, label(scene, f"default-{doc.digest()[:12]}"), doc)
 
     async def activate(self, actor: Actor, scene: str, doc: RuleSetDoc) -> RiskRuleSet:
+        """Store ``doc`` as the scene's active version at once, without review (benchmarks and
+        tests; the API and CLI go through :class:`~mpaas.banking.risk.review.Review`)."""
         check_scene(scene)
         try:
             async with self.db.write() as s:
-                latest = (
-                    await s.exec(select(func.max(RiskRuleSet.version)).where(RiskRuleSet.scene == scene))
-                ).first()
                 conn = await s.connection()
                 await conn.execute(
                     update(RiskRuleSet)
                     .where(col(RiskRuleSet.scene) == scene, col(RiskRuleSet.status) == "active")
                     .values(status="retired")
                 )
-                row = RiskRuleSet(
-                    scene=scene,
-                    version=(latest or 0) + 1,
-                    status="active",
-                    document=doc.to_dict(),
-                    digest=doc.digest(),
-                    created_by=actor.name,
-                    activated_at=utcnow(),
-                )
-                s.add(row)
-                audit.record(
-                    s,
-                    actor,
-                    "risk.ruleset.activate",
-                    label(scene, row.version),
-                    detail={"digest": row.digest, "rules": len(doc.rules)},
-                )
+                row = await add_version(s, actor, scene, doc, status="active", action="risk.ruleset.activate")
                 await epochs.bump(s, EPOCH)
         except IntegrityError:
             raise Conflict("another rule set was activated at the same time; try again") from None
@@ -156,6 +140,28 @@ class RuleSets:
         if row is None:
             raise RuleSetNotFound(f"rule set {label(scene, version)} not found")
         return row
+
+
+async def add_version(
+    s: AsyncSession, actor: Actor, scene: str, doc: RuleSetDoc, *, status: str, action: str
+) -> RiskRuleSet:
+    """A new version of ``scene``'s rule set (the next number) in the caller's transaction,
+    audited as ``action``; two writers racing for one number meet the unique key."""
+    latest = (await s.exec(select(func.max(RiskRuleSet.version)).where(RiskRuleSet.scene == scene))).first()
+    row = RiskRuleSet(
+        scene=scene,
+        version=(latest or 0) + 1,
+        status=status,
+        document=doc.to_dict(),
+        digest=doc.digest(),
+        created_by=actor.name,
+        activated_at=utcnow() if status == "active" else None,
+    )
+    s.add(row)
+    audit.record(
+        s, actor, action, label(scene, row.version), detail={"digest": row.digest, "rules": len(doc.rules)}
+    )
+    return row
 
 
 async def current_epoch(db: Database) -> int:
