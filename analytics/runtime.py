@@ -22,10 +22,10 @@ from aiohttp import web
 from mpaas.analytics.catalog.service import load_snapshot
 from mpaas.analytics.forget import SqlForgetQueue
 from mpaas.analytics.ingest.auth import KeyCache, Sender, deployment_key_resolver, now_ms, write_key_resolver
-from mpaas.analytics.loader.loader import Loader
+from mpaas.analytics.loader.loader import DEFAULT_BUDGET, Loader
 from mpaas.analytics.loader.lock import WriterLock
 from mpaas.analytics.spool.base import Spool, SpoolSource
-from mpaas.analytics.spool.record import RecordHeader, encode_parts, record_ids
+from mpaas.analytics.spool.record import header_line, record_ids
 from mpaas.analytics.store.base import EventStore
 from mpaas.analytics.store.duckdb import DuckDbStore
 from mpaas.settings import Settings
@@ -78,7 +78,7 @@ def make_loader(settings: Settings, db: Database, store: EventStore) -> Loader:
         make_source(settings),
         catalog=lambda: load_snapshot(db),
         forgets=SqlForgetQueue(db),
-        budget=max(32 << 20, 2 * settings.analytics_max_batch_bytes + 4096),
+        budget=max(DEFAULT_BUDGET, 2 * settings.analytics_max_batch_bytes + 4096),
         interval=settings.analytics_load_interval,
     )
 
@@ -106,8 +106,8 @@ class AnalyticsRuntime:
     ) -> None:
         """Make a raw batch durable; returns when the spool says it is."""
         rid = record_ids.next()
-        header = RecordHeader(source, endpoint, sender.app, sender.channel, now_ms(), rid)
-        await self.spool.append(encode_parts(header, raw), dedupe_id or rid)
+        head = header_line(source, endpoint, sender.app, sender.channel, now_ms(), rid)
+        await self.spool.append([head, raw], dedupe_id or rid)
 
     async def start(self, *, loader: bool) -> None:
         await self.spool.start()

@@ -27,5 +27,5 @@ async def bump(s: AsyncSession, name: str) -> None:
 
 
 async def read_all(db: Database) -> dict[str, int]:
-    async with db.session() as s:
+    async with db.read() as s:
         return {row.name: row.epoch for row in (await s.exec(select(BankEpoch))).all()}

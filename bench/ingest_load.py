@@ -71,7 +71,7 @@ async def load_sql(spool_dir: Path, db_path: Path, events: int) -> LoadResult:
     from mpaas.analytics.store.duckdb import DuckDbStore
 
     store = DuckDbStore(db_path)
-    loader = Loader(store, FileSpoolSource(spool_dir), budget=64 << 20)
+    loader = Loader(store, FileSpoolSource(spool_dir))  # the default read budget
     cpu, started = time.process_time(), time.perf_counter()
     await loader.drain()
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
@@ -84,6 +84,7 @@ async def load_sql(spool_dir: Path, db_path: Path, events: int) -> LoadResult:
 def load_python_reference(spool_dir: Path, db_path: Path, events: int) -> LoadResult:
     """The baseline: the Python normaliser for every event, the same store and spool reads."""
     from mpaas.analytics.catalog.checker import CatalogSnapshot
+    from mpaas.analytics.loader.loader import DEFAULT_BUDGET
     from mpaas.analytics.loader.normalise import Normaliser
     from mpaas.analytics.spool.reader import FileSpoolSource
     from mpaas.analytics.store.base import LoadBatch
@@ -94,7 +95,7 @@ def load_python_reference(spool_dir: Path, db_path: Path, events: int) -> LoadRe
     inserted = 0
     cpu, started = time.process_time(), time.perf_counter()
     while True:
-        batch = source.read_sync(positions, 64 << 20)
+        batch = source.read_sync(positions, DEFAULT_BUDGET)
         if not batch.records:
             break
         normaliser = Normaliser(CatalogSnapshot())
@@ -114,11 +115,13 @@ def load_python_reference(spool_dir: Path, db_path: Path, events: int) -> LoadRe
 
 async def load_bench(
     work: Path, events: int, reference_events: int, batch: Callable[[int], dict[str, Any]], per: int
-) -> tuple[LoadResult, LoadResult]:
-    """(mpaas's loader on ``events``, the Python reference on ``reference_events``)."""
-    await spool_events(work / "ref-spool", reference_events, batch, per)
-    reference = await asyncio.to_thread(
-        load_python_reference, work / "ref-spool", work / "ref.duckdb", reference_events
-    )
+) -> tuple[LoadResult, LoadResult | None]:
+    """(mpaas's loader on ``events``, the Python reference on ``reference_events``, None for 0)."""
+    reference = None
+    if reference_events:
+        await spool_events(work / "ref-spool", reference_events, batch, per)
+        reference = await asyncio.to_thread(
+            load_python_reference, work / "ref-spool", work / "ref.duckdb", reference_events
+        )
     await spool_events(work / "load-spool", events, batch, per)
     return await load_sql(work / "load-spool", work / "load.duckdb", events), reference

@@ -1,6 +1,8 @@
-"""What bench/risk.py shares between its parts: a migrated SQLite database in a temp
-directory, the engine on it (SQL counters, or Redis when MPAAS_TEST_REDIS_URL is set), a
-clock the benchmark moves, percentiles, and the 100-rule rule set of the speed tests."""
+"""What bench/risk.py shares between its parts: a migrated database (a SQLite file in a temp
+directory in RAM, or with ``postgres=True`` a fresh PostgreSQL database on
+MPAAS_TEST_DATABASE_URL's server, dropped after), the engine on it (SQL counters, or Redis
+when MPAAS_TEST_REDIS_URL is set), a clock the benchmark moves, percentiles, and the 100-rule
+rule set of the speed tests."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from mpaas.banking.risk.counters import CounterStore, SqlCounterStore
 from mpaas.banking.risk.engine import CelRiskEngine
@@ -24,6 +27,7 @@ from mpaas.storage.migrate import upgrade_async
 #: RAM-backed when available: the benchmark measures the engine, not the disk of a shared machine.
 SCRATCH = "/dev/shm" if Path("/dev/shm").is_dir() else None
 REDIS_URL = os.environ.get("MPAAS_TEST_REDIS_URL", "")
+PG_URL = os.environ.get("MPAAS_TEST_DATABASE_URL", "")
 LOAD_NOTE = "2 cores shared with other jobs: wall-clock numbers are noisy; compare ratios within one run"
 VEL12 = [
     f"vel.{e}.{m}_{w}" for e in ("user", "device") for m in ("count", "sum") for w in ("1h", "24h", "30d")
@@ -48,35 +52,55 @@ class Bed:
 
 
 @asynccontextmanager
-async def bed(*, scorer: bool = True, redis: bool = True) -> AsyncIterator[Bed]:
+async def bed(*, scorer: bool = True, redis: bool = True, postgres: bool = False) -> AsyncIterator[Bed]:
     """A fresh database and engine (closed and deleted on exit)."""
     with tempfile.TemporaryDirectory(prefix="mpaas-risk-bench-", dir=SCRATCH) as tmp:
         folder = Path(tmp)
-        settings = Settings.from_env(
-            {}, {"data_dir": folder, "database_url": f"sqlite:///{folder / 'mpaas.db'}", "log_json": False}
-        )
-        await upgrade_async(settings)
-        db = Database(settings)
-        clock = Clock()
-        counters: CounterStore
-        if redis and REDIS_URL:
-            from mpaas.banking.risk.redis_counters import RedisCounterStore
+        async with _database(folder, postgres) as url:
+            settings = Settings.from_env({}, {"data_dir": folder, "database_url": url, "log_json": False})
+            await upgrade_async(settings)
+            db = Database(settings)
+            clock = Clock()
+            counters: CounterStore
+            if redis and REDIS_URL:
+                from mpaas.banking.risk.redis_counters import RedisCounterStore
 
-            counters, kind = RedisCounterStore(REDIS_URL, f"bench-{uuid.uuid4().hex[:8]}:"), "Redis"
-        else:
-            counters, kind = SqlCounterStore(db), "SQL (SQLite)"
-        engine = CelRiskEngine(
-            db,
-            counters,
-            clock=clock,
-            poll_seconds=3600.0,
-            scorer=ModelCentreScorer(db, poll_seconds=3600.0) if scorer else None,
-        )
-        try:
-            yield Bed(db, engine, clock, kind, folder)
-        finally:
-            await engine.close()
-            await db.close()
+                counters, kind = RedisCounterStore(REDIS_URL, f"bench-{uuid.uuid4().hex[:8]}:"), "Redis"
+            else:
+                counters, kind = SqlCounterStore(db), "SQL (PostgreSQL)" if postgres else "SQL (SQLite)"
+            engine = CelRiskEngine(
+                db,
+                counters,
+                clock=clock,
+                poll_seconds=3600.0,
+                scorer=ModelCentreScorer(db, poll_seconds=3600.0) if scorer else None,
+            )
+            try:
+                yield Bed(db, engine, clock, kind, folder)
+            finally:
+                await engine.close()
+                await db.close()
+
+
+@asynccontextmanager
+async def _database(folder: Path, postgres: bool) -> AsyncIterator[str]:
+    """A SQLite file in ``folder``, or a new PostgreSQL database (dropped on exit)."""
+    if not postgres:
+        yield f"sqlite:///{folder / 'mpaas.db'}"
+        return
+    import asyncpg
+
+    if not PG_URL:
+        raise SystemExit("MPAAS_TEST_DATABASE_URL is not set")
+    admin = PG_URL.replace("postgresql+asyncpg://", "postgresql://")
+    name = f"mpaas_risk_bench_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        yield urlunsplit(urlsplit(PG_URL)._replace(path="/" + name, query=""))
+    finally:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
 
 
 def percentile(values: list[float], q: float) -> float:

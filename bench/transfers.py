@@ -1,13 +1,14 @@
 """Transfers through the whole gateway path, next to pgbench's tpcb-like, in one run.
 
     python bench/transfers.py [--pg postgresql://postgres@127.0.0.1:5432/test] [--seconds 10]
-                              [--clients 8] [--accounts 10000] [--write-doc]
+                              [--clients 8] [--accounts 10000] [--redis URL] [--workers 2] [--write-doc]
 
 1. ``pgbench -i`` then ``pgbench -c 8 -j 2 -T 5`` (the built-in tpcb-like) on a scratch
    database of the local PostgreSQL: its transactions/s, p50 and p99 (from its log);
 2. 10,000 e-account holders, each funded and holding a session, in a second scratch
-   database; a real ``mpaas server`` process on it (PostgreSQL only: nonces, buckets, risk
-   counters, decisions and the ledger all in SQL);
+   database; a real ``mpaas server --workers 2`` on it, as a bank deploys it: PostgreSQL for
+   decisions and the ledger, Redis for nonces, rate buckets and risk counters (``--redis ''``
+   keeps those in SQL too, ``--workers 1`` runs one process);
 3. 8 concurrent clients (this process) send ``com.bank.transfer.create`` between random
    holders, each call signed with the app key (HMAC), with a fresh nonce and idempotency key:
    signature, clock window, nonce and rate limits, session and tier, input, limits, the risk
@@ -65,9 +66,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+def start_server(env: dict[str, str], port: int, workers: int = 1) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mpaas.cli.main", "server", "--port", str(port)],
+        [sys.executable, "-m", "mpaas.cli.main", "server", "--port", str(port), "--workers", str(workers)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -86,9 +87,14 @@ def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (Linux): a cost that machine load does not inflate."""
+    """User + system CPU so far of a process and its live children (the server's workers)
+    (Linux): a cost that machine load does not inflate."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(c) for c in (task / "children").read_text().split()]
+    return own + sum(cpu_seconds(c) for c in children)
 
 
 def idle_cpu_rate(pid: int, seconds: float = 3.0) -> float:
@@ -97,6 +103,16 @@ def idle_cpu_rate(pid: int, seconds: float = 3.0) -> float:
     before = cpu_seconds(pid)
     time.sleep(seconds)
     return (cpu_seconds(pid) - before) / seconds
+
+
+def empty_redis(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -177,7 +193,13 @@ def report(
     lines = [
         f"{args.clients} clients, {args.seconds:g} s each after a {args.warmup:g} s warm-up, {args.accounts:,} accounts "
         f"(a random one of the first {args.senders:,}, funded, sends to a random one of all), "
-        "local PostgreSQL, one `mpaas server` process (no Redis: nonces, buckets and risk counters in SQL); "
+        f"local PostgreSQL, `mpaas server --workers {args.workers}` "
+        + (
+            "with Redis (nonces, rate buckets and risk counters); "
+            if args.redis
+            else "without Redis (nonces, buckets and risk counters in SQL); "
+        )
+        + f"{args.clients} clients in one asyncio process (aiohttp, HMAC signing); "
         f"pgbench: `-c {args.clients} -j 2 -T 5`, scale 1.",
         "",
         "| run | transactions/s | × pgbench | p50 ms | p99 ms | server CPU ms a call | answers |",
@@ -214,6 +236,13 @@ def main() -> int:
     ap.add_argument("--accounts", type=int, default=10_000)
     ap.add_argument("--senders", type=int, default=10_000, help="accounts funded to send (all receive)")
     ap.add_argument("--decisions", type=int, default=500, help="decide() calls measured in-process")
+    ap.add_argument(
+        "--redis",
+        default="redis://127.0.0.1:6379/9",
+        help="MPAAS_REDIS_URL for the server (nonces, rate buckets, risk counters), as a bank deploys "
+        "it; the bench empties this database (FLUSHDB) before each run; '' keeps them in SQL",
+    )
+    ap.add_argument("--workers", type=int, default=2, help="server processes (mpaas server --workers)")
     ap.add_argument("--write-doc", action="store_true")
     args = ap.parse_args()
     binary = pgbench_path()
@@ -229,23 +258,29 @@ def main() -> int:
         print("pgbench …", flush=True)
         pg = run_pgbench(binary, pg_url, args.clients, 2, 5, work)
         db_url = asyncio.run(recreate(args.pg, mpaas_db)).replace("postgresql://", "postgresql+asyncpg://", 1)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MPAAS_")} | {
-            "MPAAS_DATA_DIR": str(work / "data"),
-            "MPAAS_DATABASE_URL": db_url,
-            "MPAAS_LOG_LEVEL": "WARNING",
-            "MPAAS_PUSH_WORKER": "false",
-            "MPAAS_GATEWAY_APP_RATE": "100000000/s",
-            "MPAAS_GATEWAY_DEVICE_RATE": "100000000/s",
-            "MPAAS_GATEWAY_USER_RATE": "100000000/s",
-        }
+        env = (
+            {k: v for k, v in os.environ.items() if not k.startswith("MPAAS_")}
+            | {
+                "MPAAS_DATA_DIR": str(work / "data"),
+                "MPAAS_DATABASE_URL": db_url,
+                "MPAAS_LOG_LEVEL": "WARNING",
+                "MPAAS_PUSH_WORKER": "false",
+                "MPAAS_GATEWAY_APP_RATE": "100000000/s",
+                "MPAAS_GATEWAY_DEVICE_RATE": "100000000/s",
+                "MPAAS_GATEWAY_USER_RATE": "100000000/s",
+            }
+            | ({"MPAAS_REDIS_URL": args.redis} if args.redis else {})
+        )
         print(f"seeding {args.accounts:,} e-account holders, {args.senders:,} funded …", flush=True)
         started = time.perf_counter()
         seeded = asyncio.run(seed(env, args.accounts, min(args.senders, args.accounts)))
         print(f"  seeded in {time.perf_counter() - started:.0f} s", flush=True)
         runs: dict[str, Run] = {}
         for name, engine in (("mpaas, risk on (CEL)", "cel"), ("mpaas, risk off", "off")):
+            if args.redis:  # each run starts with empty risk counters and nonces
+                empty_redis(args.redis)
             port = free_port()
-            procs.append(start_server(env | {"MPAAS_RISK_ENGINE": engine}, port))
+            procs.append(start_server(env | {"MPAAS_RISK_ENGINE": engine}, port, args.workers))
             print(f"{name} …", flush=True)
             url = f"http://127.0.0.1:{port}"
             idle = idle_cpu_rate(procs[-1].pid)

@@ -13,6 +13,14 @@ each pass carries every step row forward instead.
 The time from step k-1 to step k is measured at the person's first event that reaches
 step k, from the latest earlier event that reached step k-1. The breakdown value is that
 of the person's first step-1 event (ties by message id).
+
+Measured and not adopted (2026-12-04, exact but slower; docs/benchmarks.md, "Analytics reports"): one
+ClickHouse ``arrayFold`` per person over its sorted (time, step) pairs (46.7 s at 10 M events
+on chdb, probably as many steps as the longest person's array), DuckDB ``list_reduce`` the same
+way (9x slower at 1 M), one window pass giving each event its previous step's time and then
+hash joins (1.5x slower: DuckDB's framed windows sort and re-aggregate), and narrowing each
+step's rows to the persons and times that could still reach it (DuckDB then plans the small
+ASOF joins as nested loops: about 45x slower at 10 M).
 """
 
 from __future__ import annotations

@@ -8,9 +8,16 @@ checksum does not match; :func:`unframe` stops before it.
 from __future__ import annotations
 
 import struct
-import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+try:  # zlib-ng's crc32 (carry-less multiply) is about 4x zlib's on a 26 KB batch; same values
+    from zlib_ng.zlib_ng import crc32 as _crc32
+except ImportError:  # pragma: no cover - the accelerated module is optional
+    from zlib import crc32 as _crc32
+
+#: zlib's CRC-32 (the polynomial of gzip and PNG), whichever module computes it.
+crc32: Callable[..., int] = _crc32
 
 MAGIC = b"\xa7MPs"
 _HEAD = struct.Struct("<4sII")
@@ -23,7 +30,7 @@ def frame_parts(parts: Sequence[bytes]) -> list[bytes]:
     """The record whose body is ``parts`` joined, as buffers to write in order (no copy)."""
     crc, size = 0, 0
     for part in parts:
-        crc, size = zlib.crc32(part, crc), size + len(part)
+        crc, size = crc32(part, crc), size + len(part)
     return [_HEAD.pack(MAGIC, size, crc), *parts]
 
 
@@ -58,7 +65,7 @@ def unframe(buf: bytes, base: int = 0) -> Unframed:
         if stop > size:
             break
         body = bytes(view[start:stop])
-        if zlib.crc32(body) != crc:
+        if crc32(body) != crc:
             break
         records.append((base + pos, body))
         pos = stop

@@ -19,7 +19,7 @@ from mpaas.banking.risk.decision import Decision
 from mpaas.banking.risk.errors import CaseNotFound, InvalidCase
 from mpaas.banking.risk.models import RiskCase, RiskDecision, RiskSnooze
 from mpaas.banking.risk.rules import NAME_RE
-from mpaas.banking.risk.store import EPOCH
+from mpaas.banking.risk.store import CASES, EPOCH
 from mpaas.errors import Conflict
 from mpaas.identity import audit
 from mpaas.identity.audit import Actor
@@ -45,6 +45,22 @@ async def labels_for(db: Database, decision_ids: list[str]) -> dict[str, str]:
     return out
 
 
+def case_row(scene: str, subject: str | None, decision: Decision, entities: dict[str, str]) -> dict[str, Any]:
+    """The ``risk_cases`` row that opens a case for ``decision``."""
+    return {
+        "decision_id": decision.id,
+        "scene": scene,
+        "subject": subject,
+        "action": decision.action,
+        "score": decision.score,
+        "entities": entities,
+        "status": "open",
+        "label": None,
+        "note": "",
+        "created_at": utcnow(),
+    }
+
+
 @dataclass(frozen=True)
 class CaseFilter:
     status: str | None = None
@@ -59,20 +75,10 @@ class Cases:
     async def open(
         self, scene: str, subject: str | None, decision: Decision, entities: dict[str, str]
     ) -> None:
-        row = {
-            "decision_id": decision.id,
-            "scene": scene,
-            "subject": subject,
-            "action": decision.action,
-            "score": decision.score,
-            "entities": entities,
-            "status": "open",
-            "label": None,
-            "note": "",
-            "created_at": utcnow(),
-        }
+        """Open a case for a decision already stored (the engine stores both at once:
+        :meth:`~mpaas.banking.risk.store.Decisions.store` with ``case=``)."""
         async with one_statement(self.db, write=True) as conn:
-            await conn.execute(insert(RiskCase).values(row))
+            await conn.execute(insert(CASES), case_row(scene, subject, decision, entities))
 
     async def query(self, where: CaseFilter, limit: int, offset: int) -> tuple[list[RiskCase], int]:
         query = select(RiskCase)

@@ -14,14 +14,16 @@ conditional insert); a repeated ``committed()`` after a retry adds nothing.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mpaas.banking.risk.sqlite_lane import SqliteLane
 from mpaas.storage.db import Database
 
 #: window name → (window seconds, bucket width seconds)
@@ -96,98 +98,49 @@ def first_bucket(now: float, window: int, width: int) -> int:
 
 
 class SqlCounterStore:
-    """Buckets as rows of ``risk_counters``, one conditional upsert statement per transaction."""
+    """Buckets as rows of ``risk_counters``, one conditional upsert statement per transaction.
+    On a SQLite file, reads and records run on the store's own connection in one thread hop
+    each (:mod:`.sqlite_lane`); elsewhere through SQLAlchemy."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.lane = SqliteLane.open(db)
 
     async def read(self, keys: Sequence[str], now: float, places: bool) -> dict[str, Counts]:
         result = {key: Counts() for key in keys}
         if not keys:
             return result
-        async with one_statement(self.db, write=False) as conn:
-            await SqlCounterStore._read_into(conn, result, now, places)
+        sql, params = _read_query(list(result), now, places)
+        rows: Iterable[Sequence[Any]]
+        if self.lane is not None:
+            rows = await self.lane.read(lambda conn: conn.execute(sql, params).fetchall())
+        else:
+            async with one_statement(self.db, write=False) as conn:
+                rows = list(await conn.execute(text(sql), params))
+        _fill(result, rows)
         return result
 
-    @staticmethod
-    async def _read_into(conn: AsyncConnection, result: dict[str, Counts], now: float, places: bool) -> None:
-        params: dict[str, object] = {f"k{i}": key for i, key in enumerate(result)}
-        key_list = ", ".join(f":k{i}" for i in range(len(result)))
-        windows = []
-        for name, (window, width) in WINDOWS.items():
-            params[f"w_{name}"], params[f"b_{name}"] = width, first_bucket(now, window, width)
-            windows.append(f"(width = :w_{name} AND bucket >= :b_{name})")
-        null = "CAST(NULL AS DOUBLE PRECISION)"
-        sql = (
-            f"SELECT key, width, SUM(count) AS n, SUM(amount) AS s, {null}, {null}, {null} "
-            f"FROM risk_counters WHERE key IN ({key_list}) AND ({' OR '.join(windows)}) GROUP BY key, width"
-        )
-        if places:
-            sql += f" UNION ALL SELECT key, -1, 0, 0, lat, lon, at FROM risk_places WHERE key IN ({key_list})"
-        by_width = {width: name for name, (_window, width) in WINDOWS.items()}
-        for key, width, n, s, lat, lon, at in await conn.execute(text(sql), params):
-            counts = result[key]
-            if width == -1:
-                counts.place = Place(float(lat), float(lon), float(at))
-            else:
-                name = by_width[int(width)]
-                counts.count[name], counts.amount[name] = int(n), int(s)
-
     async def record(self, obs: Observation) -> bool:
+        seen, counts, place = _record_statements(obs)
+        if self.lane is not None:
+
+            def work(conn: sqlite3.Connection) -> bool:
+                if not conn.execute(*seen).fetchall():
+                    return False
+                conn.execute(*counts)
+                if place is not None:
+                    conn.execute(*place)
+                return True
+
+            return await self.lane.write(work)
         async with self.db.write() as s:
             conn = await s.connection()
-            claimed = await conn.execute(
-                text(
-                    "INSERT INTO risk_seen (event_id, at) VALUES (:e, :at) "
-                    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
-                ),
-                {"e": obs.event_id, "at": obs.at},
-            )
-            if claimed.first() is None:
+            if (await conn.execute(text(seen[0]), seen[1])).first() is None:
                 return False
-            rows = sorted(
-                (key, width, bucket_of(obs.at, width))
-                for key in set(obs.keys)
-                for _window, width in WINDOWS.values()
-            )
-            params: dict[str, object] = {"a": obs.amount}
-            values = []
-            for i, (key, width, bucket) in enumerate(rows):
-                params[f"k{i}"], params[f"w{i}"], params[f"b{i}"] = key, width, bucket
-                values.append(f"(:k{i}, :w{i}, :b{i}, 1, :a)")
-            await conn.execute(
-                text(
-                    "INSERT INTO risk_counters (key, width, bucket, count, amount) VALUES "
-                    + ", ".join(values)
-                    + " ON CONFLICT (key, width, bucket) DO UPDATE SET "
-                    "count = risk_counters.count + 1, amount = risk_counters.amount + excluded.amount"
-                ),
-                params,
-            )
-            if obs.place is not None:
-                await self._place(conn, obs.keys, obs.place, obs.at)
+            await conn.execute(text(counts[0]), counts[1])
+            if place is not None:
+                await conn.execute(text(place[0]), place[1])
             return True
-
-    @staticmethod
-    async def _place(
-        conn: AsyncConnection, keys: Sequence[str], place: tuple[float, float], at: float
-    ) -> None:
-        # One statement for all keys. Conditional: an older transaction committed late never
-        # replaces a newer place.
-        params: dict[str, object] = {"lat": place[0], "lon": place[1], "at": at}
-        values = []
-        for i, key in enumerate(sorted(set(keys))):
-            params[f"k{i}"] = key
-            values.append(f"(:k{i}, :lat, :lon, :at)")
-        await conn.execute(
-            text(
-                "INSERT INTO risk_places (key, lat, lon, at) VALUES "
-                + ", ".join(values)
-                + " ON CONFLICT (key) DO UPDATE SET lat = excluded.lat, lon = excluded.lon, "
-                "at = excluded.at WHERE risk_places.at <= excluded.at"
-            ),
-            params,
-        )
 
     async def sweep(self, now: float) -> None:
         clauses, params = [], {"seen": now - SEEN_SECONDS}
@@ -200,4 +153,81 @@ class SqlCounterStore:
             await conn.execute(text("DELETE FROM risk_seen WHERE at < :seen"), params)
 
     async def close(self) -> None:
-        return None
+        if self.lane is not None:
+            await self.lane.close()
+
+
+Statement = tuple[str, dict[str, object]]
+
+
+def _read_query(keys: list[str], now: float, places: bool) -> Statement:
+    """One statement for every key's windows (and last places): the same text runs on
+    SQLAlchemy (``text``) and on ``sqlite3`` (named parameters)."""
+    params: dict[str, object] = {f"k{i}": key for i, key in enumerate(keys)}
+    key_list = ", ".join(f":k{i}" for i in range(len(keys)))
+    windows = []
+    for name, (window, width) in WINDOWS.items():
+        params[f"w_{name}"], params[f"b_{name}"] = width, first_bucket(now, window, width)
+        windows.append(f"(width = :w_{name} AND bucket >= :b_{name})")
+    null = "CAST(NULL AS DOUBLE PRECISION)"
+    sql = (
+        f"SELECT key, width, SUM(count) AS n, SUM(amount) AS s, {null}, {null}, {null} "
+        f"FROM risk_counters WHERE key IN ({key_list}) AND ({' OR '.join(windows)}) GROUP BY key, width"
+    )
+    if places:
+        sql += f" UNION ALL SELECT key, -1, 0, 0, lat, lon, at FROM risk_places WHERE key IN ({key_list})"
+    return sql, params
+
+
+_BY_WIDTH = {width: name for name, (_window, width) in WINDOWS.items()}
+
+
+def _fill(result: dict[str, Counts], rows: Iterable[Sequence[Any]]) -> None:
+    for key, width, n, s, lat, lon, at in rows:
+        counts = result[key]
+        if width == -1:
+            counts.place = Place(float(lat), float(lon), float(at))
+        else:
+            name = _BY_WIDTH[int(width)]
+            counts.count[name], counts.amount[name] = int(n), int(s)
+
+
+def _record_statements(obs: Observation) -> tuple[Statement, Statement, Statement | None]:
+    """The claim of the event id, the bucket upsert, and the conditional move of the place."""
+    seen = (
+        "INSERT INTO risk_seen (event_id, at) VALUES (:e, :at) "
+        "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+        {"e": obs.event_id, "at": obs.at},
+    )
+    rows = sorted(
+        (key, width, bucket_of(obs.at, width)) for key in set(obs.keys) for _window, width in WINDOWS.values()
+    )
+    params: dict[str, object] = {"a": obs.amount}
+    values = []
+    for i, (key, width, bucket) in enumerate(rows):
+        params[f"k{i}"], params[f"w{i}"], params[f"b{i}"] = key, width, bucket
+        values.append(f"(:k{i}, :w{i}, :b{i}, 1, :a)")
+    counts = (
+        "INSERT INTO risk_counters (key, width, bucket, count, amount) VALUES "
+        + ", ".join(values)
+        + " ON CONFLICT (key, width, bucket) DO UPDATE SET "
+        "count = risk_counters.count + 1, amount = risk_counters.amount + excluded.amount",
+        params,
+    )
+    if obs.place is None:
+        return seen, counts, None
+    # One statement for all keys. Conditional: an older transaction committed late never
+    # replaces a newer place.
+    where: dict[str, object] = {"lat": obs.place[0], "lon": obs.place[1], "at": obs.at}
+    places = []
+    for i, key in enumerate(sorted(set(obs.keys))):
+        where[f"k{i}"] = key
+        places.append(f"(:k{i}, :lat, :lon, :at)")
+    place = (
+        "INSERT INTO risk_places (key, lat, lon, at) VALUES "
+        + ", ".join(places)
+        + " ON CONFLICT (key) DO UPDATE SET lat = excluded.lat, lon = excluded.lon, "
+        "at = excluded.at WHERE risk_places.at <= excluded.at",
+        where,
+    )
+    return seen, counts, place

@@ -5,7 +5,9 @@ paths it (and its model) reads; only those features are fetched (one counter-sto
 and converted for CEL; the scene's model scores within a deadline; lists, rules, the model
 and the thresholds compose the answer (:mod:`.compose`); the decision is stored with the
 values read and each rule's outcome; then the engine answers. Review and deny decisions
-open a case. A shadow rule set, when a scene has one, is evaluated after the answer.
+open a case, in the same transaction as the decision. On a SQLite file the counter read and
+that write each take one hop to the engine's own SQLite thread (:mod:`.sqlite_lane`). A
+shadow rule set, when a scene has one, is evaluated after the answer.
 
 Rule sets, lists, snoozes and shadows are reloaded when the ``risk`` epoch moves (polled at
 most every ``poll_seconds``); each compiled version replaces the old one in a single
@@ -25,7 +27,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from mpaas.banking.risk.cases import Cases
+from mpaas.banking.risk.cases import Cases, case_row
 from mpaas.banking.risk.compose import FACTS, compose
 from mpaas.banking.risk.counters import CounterStore, Observation
 from mpaas.banking.risk.decision import Decision, ModelScorer, RiskContext
@@ -44,9 +46,10 @@ from mpaas.banking.risk.features import (
     velocity,
 )
 from mpaas.banking.risk.loader import Loaded, load_state
-from mpaas.banking.risk.monitoring import RiskMetrics, check_drift, utc
+from mpaas.banking.risk.monitoring import RiskMetrics, Tally, check_drift, utc
 from mpaas.banking.risk.rules import CompiledRuleSet, prune
 from mpaas.banking.risk.shadow import ShadowResults
+from mpaas.banking.risk.sqlite_lane import SqliteLane
 from mpaas.banking.risk.store import LIST_KINDS, Decisions, current_epoch, label, new_decision_id
 from mpaas.storage.db import Database
 
@@ -72,7 +75,8 @@ class CelRiskEngine:
         self.db, self.counters, self.clock, self.poll_seconds = db, counters, clock, poll_seconds
         self.scorer, self.model_deadline = scorer, model_deadline
         self.metrics = metrics or RiskMetrics()
-        self.decisions = Decisions(db)
+        self.lane = SqliteLane.open(db)  # SQLite file: the decision records' own connection
+        self.decisions = Decisions(db, self.lane)
         self.cases = Cases(db)
         self.shadow_results = ShadowResults(db)
         self._state = Loaded()
@@ -81,8 +85,15 @@ class CelRiskEngine:
         self._swept = time.monotonic()
         self._drift_checked = time.monotonic()
         self._pending: set[asyncio.Task[None]] = set()
-        #: (rule set version, rule) → outcome counts, for the not-evaluated rate per rule.
-        self.rule_stats: dict[tuple[str, str], Counter[str]] = {}
+        self._rule_tally = Tally()
+
+    @property
+    def rule_stats(self) -> dict[tuple[str, str], Counter[str]]:
+        """(rule set version, rule) → outcome counts, for the not-evaluated rate per rule."""
+        out: dict[tuple[str, str], Counter[str]] = {}
+        for (version, rule, outcome), n in self._rule_tally.counts().items():
+            out.setdefault((version, rule), Counter())[outcome] = n
+        return out
 
     # -- keeping the rule sets fresh ------------------------------------------------------
 
@@ -136,13 +147,16 @@ class CelRiskEngine:
                     log.exception("risk model not loaded", extra={"scene": scene, "model": spec.name})
 
     async def drain(self) -> None:
-        """Wait for the shadow evaluations already started (tests, shutdown)."""
+        """Wait for the shadow evaluations already started and write their rows (tests, shutdown)."""
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
+        await self.shadow_results.flush()
 
     async def close(self) -> None:
         await self.drain()
         await self.counters.close()
+        if self.lane is not None:
+            await self.lane.close()
 
     # -- deciding -------------------------------------------------------------------------
 
@@ -166,11 +180,11 @@ class CelRiskEngine:
             new_decision_id(), result.action, result.score, result.reasons, compiled.version, inputs
         )
         subject = _subject(context)
-        await self.decisions.store(scene, subject, decision, dict(result.outcomes), model_version)
-        if decision.action in CASE_ACTIONS:
-            await self.cases.open(scene, subject, decision, entities_of(full))
-        for rule, outcome in result.outcomes.items():
-            self.rule_stats.setdefault((compiled.version, rule), Counter())[outcome] += 1
+        case = None
+        if result.action in CASE_ACTIONS:  # stored with the decision, in one transaction
+            case = case_row(scene, subject, decision, entities_of(full))
+        await self.decisions.store(scene, subject, decision, dict(result.outcomes), model_version, case)
+        self._rule_tally.add(compiled.version, result.outcomes)
         self.metrics.rules(scene, result.outcomes, result.errors)
         if shadow is not None:
             shadow_inputs = prune(full, shadow)

@@ -57,9 +57,45 @@ class _Histogram:
         return out
 
 
+class Tally:
+    """How often each (label, rule) had each outcome. Kept as counts of whole outcome patterns
+    (a decision's rule names and outcomes, in order: few distinct ones in practice) and
+    expanded when read: one dict update per decision instead of one per rule."""
+
+    LIMIT = 1024  # distinct patterns kept before expanding
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[str, tuple[str, ...], tuple[str, ...]], int] = {}
+        self._counts: dict[tuple[str, str, str], int] = {}
+
+    def add(self, label: str, outcomes: Mapping[str, str]) -> None:
+        key = (label, tuple(outcomes), tuple(outcomes.values()))
+        pending = self._pending
+        pending[key] = pending.get(key, 0) + 1
+        if len(pending) > self.LIMIT:
+            self._fold()
+
+    def add_one(self, label: str, rule: str, outcome: str) -> None:
+        key = (label, rule, outcome)
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def counts(self) -> dict[tuple[str, str, str], int]:
+        """(label, rule, outcome) → decisions."""
+        self._fold()
+        return self._counts
+
+    def _fold(self) -> None:
+        pending, self._pending = self._pending, {}
+        counts = self._counts
+        for (label, rules, outcomes), n in pending.items():
+            for rule, outcome in zip(rules, outcomes, strict=True):
+                key = (label, rule, outcome)
+                counts[key] = counts.get(key, 0) + n
+
+
 class RiskMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.rule_counts: dict[tuple[str, str, str], int] = {}
+        self._rules = Tally()
         self.model_scores: dict[str, _Histogram] = {}
         self.model_seconds: dict[str, _Histogram] = {}
         self.model_errors: dict[str, int] = {}
@@ -67,14 +103,15 @@ class RiskMetrics:
         if registry is not None:
             registry.register(self)
 
+    @property
+    def rule_counts(self) -> dict[tuple[str, str, str], int]:
+        """(scene, rule, outcome or ``error``) → decisions."""
+        return self._rules.counts()
+
     def rules(self, scene: str, outcomes: Mapping[str, str], errors: tuple[str, ...]) -> None:
-        counts = self.rule_counts
-        for rule, outcome in outcomes.items():
-            key = (scene, rule, outcome)
-            counts[key] = counts.get(key, 0) + 1
+        self._rules.add(scene, outcomes)
         for rule in errors:
-            key = (scene, rule, "error")
-            counts[key] = counts.get(key, 0) + 1
+            self._rules.add_one(scene, rule, "error")
 
     def model(self, name: str, score: float | None, seconds: float, *, error: bool) -> None:
         self.model_seconds.setdefault(name, _Histogram(SECONDS_BUCKETS)).add(seconds)

@@ -136,6 +136,13 @@ class CompiledRuleSet:
     #: root → the fields read under it (``("user", "count_1h")`` for ``vel``), or None for all.
     reads: Mapping[str, frozenset[tuple[str, ...]] | None] = field(default_factory=dict)
     fail_mode: str = "closed"
+    #: (name, program, weight, the reason a hit gives) per rule: no attribute lookups and no
+    #: Reason built per hit on the decision path (a Reason is immutable, so one is shared).
+    _run: tuple[tuple[str, Any, float, Reason], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        run = tuple((r.name, p, r.weight, Reason(r.name, r.weight, r.message)) for r, p in self.programs)
+        object.__setattr__(self, "_run", run)
 
     def evaluate(self, context: Mapping[str, Any], snoozed: frozenset[str] = frozenset()) -> Evaluation:
         """Run every rule on ``context`` (already pruned to :attr:`reads`). A hit of a rule in
@@ -145,28 +152,28 @@ class CompiledRuleSet:
         hits: list[Reason] = []
         outcomes: dict[str, Outcome] = {}
         errors: list[str] = []
-        for rule, program in self.programs:
+        for name, program, weight, reason in self._run:
             try:
                 result = program.execute(activation)
             except LookupError:  # a missing value
-                outcomes[rule.name] = "not_evaluated"
+                outcomes[name] = "not_evaluated"
                 continue
             except Exception:  # null, type mismatch, division by zero: not evaluated
-                outcomes[rule.name] = "not_evaluated"
-                errors.append(rule.name)
+                outcomes[name] = "not_evaluated"
+                errors.append(name)
                 continue
             if result is True:
-                if rule.name in snoozed:
-                    outcomes[rule.name] = "snoozed"
+                if name in snoozed:
+                    outcomes[name] = "snoozed"
                     continue
-                outcomes[rule.name] = "hit"
-                score += rule.weight
-                hits.append(Reason(rule.name, rule.weight, rule.message))
+                outcomes[name] = "hit"
+                score += weight
+                hits.append(reason)
             elif result is False:
-                outcomes[rule.name] = "miss"
+                outcomes[name] = "miss"
             else:
-                outcomes[rule.name] = "not_evaluated"
-                errors.append(rule.name)
+                outcomes[name] = "not_evaluated"
+                errors.append(name)
         hits.sort(key=lambda r: -r.weight)  # reasons in order of contribution
         return Evaluation(score, self.doc.thresholds.action(score), tuple(hits), outcomes, tuple(errors))
 
@@ -340,7 +347,7 @@ def _copy_path(source: Mapping[str, Any], target: dict[str, Any], path: tuple[st
     value = source[head]
     if not rest:
         target[head] = value
-    elif isinstance(value, Mapping):
+    elif type(value) is dict or isinstance(value, Mapping):  # the ABC check is the slow half
         _copy_path(value, target.setdefault(head, {}), rest)
     else:
         target[head] = value

@@ -1,9 +1,16 @@
 """Shadow mode: a draft rule set set as a scene's shadow is evaluated on the same inputs as
 the live one, after the live answer has gone (a task the engine starts), with no effect but
-a stored row saying whether the two agree."""
+a stored row saying whether the two agree.
+
+The rows are written in batches, at most ``FLUSH_SECONDS`` or ``FLUSH_ROWS`` rows after
+the decision: one transaction per shadow row cost the next live decision more than its own
+work (the live p99 with a shadow was 2.3x the p99 without). Rows not yet written when a
+process dies are lost; they are a comparison, not a record of what the bank decided.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -24,15 +31,21 @@ from mpaas.storage.db import Database, utcnow
 
 log = logging.getLogger("mpaas.banking.risk")
 SHADOWABLE = ("draft", "review", "approved")
+FLUSH_ROWS = 500
+FLUSH_SECONDS = 1.0
 
 
 class ShadowResults:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._rows: list[dict[str, Any]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._writing: set[asyncio.Task[None]] = set()
 
     async def evaluate(
         self, scene: str, shadow: CompiledRuleSet, inputs: dict[str, Any], live: Decision
     ) -> None:
+        """Compare the shadow's answer with the live one; the row is written with the next batch."""
         try:
             result = compose(shadow, inputs)
             row = {
@@ -46,10 +59,37 @@ class ShadowResults:
                 "agree": result.action == live.action,
                 "created_at": utcnow(),
             }
-            async with one_statement(self.db, write=True) as conn:
-                await conn.execute(insert(RiskShadowResult).values(row))
         except Exception:
             log.exception("risk shadow evaluation failed", extra={"scene": scene, "shadow": shadow.version})
+            return
+        self._rows.append(row)
+        if len(self._rows) >= FLUSH_ROWS:
+            self._write_pending()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._write_pending)
+
+    def _write_pending(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        rows, self._rows = self._rows, []
+        if rows:
+            task = asyncio.get_running_loop().create_task(self._write(rows))
+            self._writing.add(task)
+            task.add_done_callback(self._writing.discard)
+
+    async def _write(self, rows: list[dict[str, Any]]) -> None:
+        try:
+            async with one_statement(self.db, write=True) as conn:
+                await conn.execute(insert(RiskShadowResult), rows)
+        except Exception:
+            log.exception("risk shadow results not stored", extra={"rows": len(rows)})
+
+    async def flush(self) -> None:
+        """Write the rows waiting for their batch now, and wait for every write (tests, shutdown)."""
+        self._write_pending()
+        while self._writing:
+            await asyncio.gather(*list(self._writing), return_exceptions=True)
 
     async def set(self, actor: Actor, scene: str, version: int) -> None:
         async with self.db.write() as s:

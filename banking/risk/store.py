@@ -10,6 +10,7 @@ and tests.
 from __future__ import annotations
 
 import re
+import sqlite3
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,9 +18,9 @@ from importlib import resources
 from typing import Any
 
 import yaml
-from sqlalchemy import func, insert, text, update
+from sqlalchemy import Table, func, insert, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 import mpaas.banking.epochs as epochs
@@ -31,9 +32,10 @@ from mpaas.banking.risk.errors import (
     InvalidRuleSet,
     RuleSetNotFound,
 )
-from mpaas.banking.risk.models import RiskDecision, RiskListEntry, RiskRuleSet
+from mpaas.banking.risk.models import RiskCase, RiskDecision, RiskListEntry, RiskRuleSet
 from mpaas.banking.risk.rules import SCENE_RE, RuleSetDoc, parse_document
 from mpaas.banking.risk.scenes import check_known, shipped_document
+from mpaas.banking.risk.sqlite_lane import PreparedInsert, SqliteLane, json_text
 from mpaas.errors import Conflict
 from mpaas.identity import audit
 from mpaas.identity.audit import Actor
@@ -43,6 +45,10 @@ EPOCH = "risk"
 LIST_KINDS = ("deny", "allow", "watch")
 LIST_ENTITIES = ("counterparty", "account", "device", "ip", "user", "card_bin")
 MAX_YAML = 256 << 10
+DECISIONS: Table = SQLModel.metadata.tables[RiskDecision.__tablename__]
+CASES: Table = SQLModel.metadata.tables[RiskCase.__tablename__]
+#: Decision columns the engine builds from strings and finite numbers only (never the caller's values).
+ENGINE_BUILT = {"reasons": json_text, "outcomes": json_text}
 
 
 def parse_text(raw: bytes) -> Any:
@@ -229,8 +235,14 @@ class Lists:
 
 
 class Decisions:
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    """Decision records. ``lane``: the engine's own SQLite connection (:mod:`.sqlite_lane`),
+    which stores a decision and its case in one thread hop; on PostgreSQL the same prepared
+    statements run on asyncpg's connection. Either way SQLAlchemy compiles the statement and
+    converts the values, so the row is the one its ORM would write."""
+
+    def __init__(self, db: Database, lane: SqliteLane | None = None) -> None:
+        self.db, self.lane = db, lane
+        self._prepared: dict[tuple[str, tuple[str, ...]], PreparedInsert] = {}
 
     async def store(
         self,
@@ -239,8 +251,10 @@ class Decisions:
         decision: Decision,
         outcomes: dict[str, str],
         model_version: str | None = None,
+        case: dict[str, Any] | None = None,
     ) -> None:
-        """Insert the record (one statement, one transaction); the caller answers only after."""
+        """Insert the record, and ``case`` (a ``risk_cases`` row) with it in the same
+        transaction when given; the caller answers only after."""
         row = {
             "id": decision.id,
             "scene": scene,
@@ -254,8 +268,52 @@ class Decisions:
             "created_at": utcnow(),
             "model_version": model_version,
         }
-        async with one_statement(self.db, write=True) as conn:
-            await conn.execute(insert(RiskDecision).values(row))
+        if self.lane is not None:
+            rows = [(self._insert(DECISIONS, row), row)]
+            if case is not None:
+                rows.append((self._insert(CASES, case), case))
+
+            def work(conn: sqlite3.Connection) -> None:
+                for prepared, values in rows:
+                    prepared.run(conn, values)
+
+            await self.lane.write(work)
+        elif not self.db.is_sqlite:
+            await self._store_pg(row, case)
+        elif case is None:
+            async with one_statement(self.db, write=True) as conn:
+                await conn.execute(insert(DECISIONS), row)
+        else:  # a review or deny decision never stands without its case
+            async with self.db.write() as s:
+                conn = await s.connection()
+                await conn.execute(insert(DECISIONS), row)
+                await conn.execute(insert(CASES), case)
+
+    async def _store_pg(self, row: dict[str, Any], case: dict[str, Any] | None) -> None:
+        """On asyncpg itself, on a pooled connection: the decision alone is one statement
+        (autocommit); with its case, one transaction."""
+        decision = self._insert(DECISIONS, row)
+        # SQLAlchemy only checks the connection out: a statement sent on the driver outside a
+        # transaction SQLAlchemy began commits by itself, and giving it back sends nothing
+        # (no isolation level to set and reset, no ROLLBACK)
+        async with self.db.engine.connect() as conn:
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            if case is None:
+                await driver.execute(decision.sql, *decision.params(row))
+                return
+            opened = self._insert(CASES, case)
+            async with driver.transaction():
+                await driver.execute(decision.sql, *decision.params(row))
+                await driver.execute(opened.sql, *opened.params(case))
+
+    def _insert(self, table: Table, row: dict[str, Any]) -> PreparedInsert:
+        key = (table.name, tuple(row))
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = self._prepared[key] = PreparedInsert(
+                table, key[1], self.db.engine.dialect, ENGINE_BUILT if table is DECISIONS else None
+            )
+        return prepared
 
     async def get(self, decision_id: str) -> RiskDecision:
         if re.fullmatch(r"[0-9a-f]{32}", decision_id) is None:

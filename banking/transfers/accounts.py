@@ -37,7 +37,7 @@ class Accounts:
 
     async def of_user(self, user: BankUser) -> LedgerAccount:
         """The user's account, opened now if it does not exist yet."""
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             found = await self.ledger.account(s, user_code(user))
         if found is not None:
             return found
@@ -61,13 +61,13 @@ class Accounts:
             await (await s.connection()).execute(
                 insert(LedgerAccount).values(**values).on_conflict_do_nothing()
             )
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             created = await self.ledger.account(s, user_code(user))
         assert created is not None
         return created
 
     async def of_public_id(self, app_id: int, public_id: str) -> tuple[BankUser, LedgerAccount]:
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             user, account = await self.lookup_public(s, app_id, public_id)
         return user, account if account is not None else await self.of_user(user)
 

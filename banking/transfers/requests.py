@@ -85,7 +85,7 @@ class Requests:
         self.db = db
 
     async def find(self, user_pk: int, key: str) -> BankTransferRequest | None:
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             return await self.find_in(s, user_pk, key)
 
     async def find_in(self, s: AsyncSession, user_pk: int, key: str) -> BankTransferRequest | None:
@@ -95,7 +95,7 @@ class Requests:
         return (await s.exec(query)).first()
 
     async def by_transfer(self, user_pk: int, transfer_id: str) -> BankTransferRequest | None:
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             query = select(BankTransferRequest).where(
                 BankTransferRequest.user_pk == user_pk, BankTransferRequest.transfer_id == transfer_id
             )

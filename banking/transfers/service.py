@@ -103,7 +103,7 @@ class TransferService:
         transfer_id = transfer_id_for(user.id, req.idempotency_key)
         plan: Plan | None = None
         for _ in range(2):
-            async with self.db.session() as s:  # the reads share one connection from the pool
+            async with self.db.read() as s:  # the reads share one connection from the pool
                 found = await self.requests.find_in(s, user.id, req.idempotency_key)
                 if found is None:
                     plan = await self._plan(s, user, req, transfer_id)

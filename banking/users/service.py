@@ -121,7 +121,7 @@ class UserService:
     async def user_of(self, call: Call) -> BankUser:
         if call.principal is None or call.principal.user_id is None:
             raise GatewayError(ResultCode.LOGIN_REQUIRED, "log in with a phone number first")
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             user = (
                 await s.exec(select(BankUser).where(BankUser.public_id == call.principal.user_id))
             ).first()

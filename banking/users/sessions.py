@@ -104,7 +104,7 @@ class SessionStore:
     async def resolve(self, app: str, device: str, token: str, device_kid: str | None) -> Principal | None:
         if not token.startswith(TOKEN_PREFIX):
             return None
-        async with self.db.session() as s:
+        async with self.db.read() as s:
             found = (
                 await s.exec(
                     select(BankSession, App.name, BankUser)

@@ -161,7 +161,7 @@ class KeyStore:
         return await self._secrets.fetch((app, kid), lambda: self._load_secret(app, kid))
 
     async def _load_secret(self, app: str, kid: str) -> bytes | None:
-        async with self._lookups, self.db.session() as s:
+        async with self._lookups, self.db.read() as s:
             row = (
                 await s.exec(
                     select(GatewayAppKey.id)
@@ -179,7 +179,7 @@ class KeyStore:
         return await self._devices.fetch((app, device), lambda: self._load_device(app, device))
 
     async def _load_device(self, app: str, device: str) -> DeviceKey | None:
-        async with self._lookups, self.db.session() as s:
+        async with self._lookups, self.db.read() as s:
             row = (
                 await s.exec(
                     select(GatewayDeviceKey)
