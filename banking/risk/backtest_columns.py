@@ -20,8 +20,8 @@ import numpy as np
 from mpaas.banking.risk.cel_columns import Columns, Key
 from mpaas.banking.risk.cel_parse import Node, Unsupported, parse, reads
 from mpaas.banking.risk.cel_vector import BOOL, LOOKUP, Vec, evaluate
-from mpaas.banking.risk.compose import FACTS
-from mpaas.banking.risk.decision import ACTIONS, Action
+from mpaas.banking.risk.compose import FACTS, model_share, settle
+from mpaas.banking.risk.decision import Action
 from mpaas.banking.risk.rules import CompiledRuleSet, Rule
 
 MISS, HIT, NOT_EVALUATED, ERRORED = 0, 1, 2, 3
@@ -117,18 +117,8 @@ def finish(compiled: CompiledRuleSet, inputs: Mapping[str, Any], rule_score: flo
     facts: Mapping[str, Any] = inputs.get(FACTS) or {}
     if facts.get("deny") or []:
         return "deny"
-    score = rule_score
-    model, spec = facts.get("model"), compiled.doc.model
-    if model is not None and spec is not None and model["name"] == spec.name:
-        score += spec.weight * float(model["score"])
-    action = compiled.doc.thresholds.action(score)
-    if facts.get("allow") and action == "review":
-        action = "allow"
-    if compiled.fail_mode == "closed":
-        for _source in facts.get("degraded") or ():
-            if ACTIONS.index(action) < ACTIONS.index("challenge"):
-                action = "challenge"
-    return action
+    share = model_share(compiled, facts)
+    return settle(compiled, facts, rule_score if share is None else rule_score + share)
 
 
 def actions(

@@ -49,23 +49,40 @@ def compose(compiled: CompiledRuleSet, inputs: Mapping[str, Any]) -> Composed:
     context = {k: v for k, v in inputs.items() if k != FACTS}
     result = compiled.evaluate(context, frozenset(facts.get("snoozed") or ()))
     score, reasons = result.score, list(result.reasons)
-    model, spec = facts.get("model"), compiled.doc.model
-    if model is not None and spec is not None and model["name"] == spec.name:
-        # this version's weight: a backtest or shadow may re-weigh the recorded score
-        share = spec.weight * float(model["score"])
+    share = model_share(compiled, facts)
+    if share is not None:
         score += share
         if share > 0:
+            model = facts["model"]
             reasons.append(
                 Reason(f"model_{model['name']}", share, f"model {model['name']} scored {model['score']:.3f}")
             )
             reasons.sort(key=lambda r: -r.weight)
-    action = compiled.doc.thresholds.action(score)
-    if facts.get("allow") and action == "review":
-        action = "allow"
+    action = settle(compiled, facts, score)
+    if facts.get("allow") and compiled.doc.thresholds.action(score) == "review":
         reasons.append(ALLOWED)
     if compiled.fail_mode == "closed":
         for source in facts.get("degraded") or ():
             reasons.append(UNAVAILABLE.get(source, Reason(f"{source}_unavailable", 0.0, "stepping up")))
-            if ACTIONS.index(action) < ACTIONS.index("challenge"):
-                action = "challenge"
     return Composed(action, score, tuple(reasons), dict(result.outcomes), result.errors)
+
+
+def model_share(compiled: CompiledRuleSet, facts: Mapping[str, Any]) -> float | None:
+    """What the recorded model score adds, at this version's weight (a backtest or shadow may
+    re-weigh it); None when the version names no model or another one."""
+    model, spec = facts.get("model"), compiled.doc.model
+    if model is None or spec is None or model["name"] != spec.name:
+        return None
+    return spec.weight * float(model["score"])
+
+
+def settle(compiled: CompiledRuleSet, facts: Mapping[str, Any], score: float) -> Action:
+    """The action for a final ``score``: thresholds, the allow list lifting a review, and a
+    scene that fails closed stepping up to at least ``challenge`` when a source failed."""
+    action = compiled.doc.thresholds.action(score)
+    if facts.get("allow") and action == "review":
+        action = "allow"
+    stepped_up = compiled.fail_mode == "closed" and facts.get("degraded")
+    if stepped_up and ACTIONS.index(action) < ACTIONS.index("challenge"):
+        action = "challenge"
+    return action
