@@ -13,7 +13,9 @@
    holders, each call signed with the app key (HMAC), with a fresh nonce and idempotency key:
    signature, clock window, nonce and rate limits, session and tier, input, limits, the risk
    check (CEL rules, counters, the stored decision), the ledger posting, ``committed()``;
-4. the same with ``MPAAS_RISK_ENGINE=off``, so the risk check's share of p50 shows;
+4. the same with ``MPAAS_RISK_ENGINE=off``, so the risk check's share of p50 shows; the two
+   servers alternate for ``--rounds`` rounds (3), each round starting with the other one, and
+   each server's rounds are pooled (single runs of 10 s moved by a quarter from one to the next);
 5. ``decide()`` alone, in-process, on the same database.
 
 Prints transfers/s, p50, p99, the ratio to pgbench's TPS, and the risk check's cost.
@@ -32,7 +34,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from transfers_setup import Seeded, drop, engine_alone, percentile, pgbench_path, recreate, run_pgbench, seed
@@ -52,6 +54,10 @@ class Run:
     #: server-process CPU ms per completed call over the whole run (warm-up included), less
     #: what the idle server spends on background tasks in the same time
     cpu_ms: float = float("nan")
+    #: the measured calls' latencies (ms), pooled when rounds are merged
+    latencies: list[float] = field(default_factory=list)
+    #: transactions/s of each round, when rounds are merged
+    round_tps: list[float] = field(default_factory=list)
 
     @property
     def tps(self) -> float:
@@ -179,9 +185,41 @@ async def drive(
     async with aiohttp.ClientSession(connector=connector) as http:
         await asyncio.gather(*(worker(http) for _ in range(clients)))
     done = codes.get(1000, 0)
-    run = Run(name, done, seconds, percentile(latencies, 0.5), percentile(latencies, 0.99), codes)
+    run = Run(
+        name,
+        done,
+        seconds,
+        percentile(latencies, 0.5),
+        percentile(latencies, 0.99),
+        codes,
+        latencies=latencies,
+    )
     run.cpu_ms = float(completed[0])  # the caller turns the count into CPU per call
     return run
+
+
+def merge(name: str, rounds: list[Run]) -> Run:
+    """One run from several rounds of the same server: calls and time summed, latencies pooled,
+    CPU per call weighted by calls."""
+    latencies = [ms for r in rounds for ms in r.latencies]
+    codes: dict[int, int] = {}
+    for r in rounds:
+        for code, count in r.codes.items():
+            codes[code] = codes.get(code, 0) + count
+    done = sum(r.done for r in rounds)
+    cpu = sum(r.cpu_ms * r.done for r in rounds) / done if done else float("nan")
+    merged = Run(
+        name,
+        done,
+        sum(r.seconds for r in rounds),
+        percentile(latencies, 0.5),
+        percentile(latencies, 0.99),
+        codes,
+        cpu,
+        latencies,
+    )
+    merged.round_tps = [r.tps for r in rounds]
+    return merged
 
 
 def report(
@@ -191,7 +229,9 @@ def report(
     share = (cel.p50 - off.p50) / cel.p50 if cel.p50 else float("nan")
     cpu_share = (cel.cpu_ms - off.cpu_ms) / cel.cpu_ms if cel.cpu_ms else float("nan")
     lines = [
-        f"{args.clients} clients, {args.seconds:g} s each after a {args.warmup:g} s warm-up, {args.accounts:,} accounts "
+        f"{args.clients} clients, {args.rounds} rounds of {args.seconds:g} s per server after a {args.warmup:g} s warm-up "
+        "(the two servers alternate, each round starting with the other one; latencies pooled), "
+        f"{args.accounts:,} accounts "
         f"(a random one of the first {args.senders:,}, funded, sends to a random one of all), "
         f"local PostgreSQL, `mpaas server --workers {args.workers}` "
         + (
@@ -216,7 +256,13 @@ def report(
         "",
         f"Risk check share of the transfer's p50: **{share:.1%}** ((on − off) / on; goal < {GOAL_RISK_SHARE:.0%}). "
         f"By the server's CPU per call: **{cpu_share:.1%}**. "
-        f"Ratio to pgbench: **{cel.tps / pg['tps']:.2f}×** (goal ≥ {GOAL_RATIO}×).",
+        f"Ratio to pgbench: **{cel.tps / pg['tps']:.2f}×** (goal ≥ {GOAL_RATIO}×). "
+        "Transactions/s per round: "
+        + "; ".join(
+            f"{run.name}: " + ", ".join(f"{t:.0f}" for t in run.round_tps or [run.tps])
+            for run in runs.values()
+        )
+        + ".",
         "",
         f"`decide()` alone, in-process, one at a time, on the same database: p50 {alone['p50']:.2f} ms, "
         f"p99 {alone['p99']:.2f} ms, {alone['cpu_ms']:.2f} ms of this process's CPU a decision "
@@ -232,6 +278,7 @@ def main() -> int:
     ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--rounds", type=int, default=3, help="runs of each server, alternating")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--accounts", type=int, default=10_000)
     ap.add_argument("--senders", type=int, default=10_000, help="accounts funded to send (all receive)")
@@ -275,8 +322,12 @@ def main() -> int:
         started = time.perf_counter()
         seeded = asyncio.run(seed(env, args.accounts, min(args.senders, args.accounts)))
         print(f"  seeded in {time.perf_counter() - started:.0f} s", flush=True)
-        runs: dict[str, Run] = {}
-        for name, engine in (("mpaas, risk on (CEL)", "cel"), ("mpaas, risk off", "off")):
+        servers = [("mpaas, risk on (CEL)", "cel"), ("mpaas, risk off", "off")]
+        rounds: dict[str, list[Run]] = {name: [] for name, _ in servers}
+        # the servers alternate, so drift (PostgreSQL's autovacuum after the seeding, tables
+        # growing with every transfer) falls on both alike
+        plan = [pair for r in range(args.rounds) for pair in (servers if r % 2 == 0 else servers[::-1])]
+        for name, engine in plan:
             if args.redis:  # each run starts with empty risk counters and nonces
                 empty_redis(args.redis)
             port = free_port()
@@ -290,8 +341,9 @@ def main() -> int:
             calls = run.cpu_ms  # drive() left the number of completed calls here
             used = cpu_seconds(procs[-1].pid) - cpu_before - idle * (time.monotonic() - run_started)
             run.cpu_ms = used * 1000 / calls if calls else float("nan")
-            runs[name] = run
+            rounds[name].append(run)
             stop(procs.pop())
+        runs = {name: merge(name, rounds[name]) for name, _ in servers}
         alone = asyncio.run(engine_alone(env, seeded.users, args.decisions))
     finally:
         for proc in procs:

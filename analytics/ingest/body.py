@@ -8,6 +8,7 @@ anything is read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar, cast
 
 import msgspec
@@ -87,11 +88,40 @@ class _Ids(msgspec.Struct):
     message_id: Any = None
 
 
+class _SegmentIds(msgspec.Struct):
+    """:class:`SegmentBatch` read with each event's ids in the same pass (events must be objects)."""
+
+    batch: list[_Ids]
+    writeKey: Any = None
+
+
+class _NativeIds(msgspec.Struct):
+    """:class:`NativeBatch` read with each event's ids in the same pass (events must be objects)."""
+
+    events: list[_Ids]
+    deployment_key: Any = None
+
+
 T = TypeVar("T")
 _DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {
     t: msgspec.json.Decoder(t) for t in (SegmentBatch, SegmentMessage, NativeBatch)
 }
 _IDS = msgspec.json.Decoder(_Ids)
+#: Per batch shape: its events field, its key field, its decoder, and the one-pass decoder
+#: that also reads the ids.
+_SHAPES: dict[type[Any], tuple[str, str, msgspec.json.Decoder[Any], msgspec.json.Decoder[Any]]] = {
+    SegmentBatch: ("batch", "writeKey", _DECODERS[SegmentBatch], msgspec.json.Decoder(_SegmentIds)),
+    NativeBatch: ("events", "deployment_key", _DECODERS[NativeBatch], msgspec.json.Decoder(_NativeIds)),
+}
+
+
+def _refusal(exc: Exception) -> Exception:
+    """The 400 for a msgspec decode error (or a body nested past the recursion limit)."""
+    if isinstance(exc, msgspec.ValidationError):
+        return InvalidEvents(f"the body is not a batch of event objects: {exc}")
+    if isinstance(exc, msgspec.DecodeError):
+        return BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json")
+    return BadRequest("the body is nested too deeply", code="invalid_json")
 
 
 def decode(raw: bytes, shape: type[T]) -> T:
@@ -99,15 +129,51 @@ def decode(raw: bytes, shape: type[T]) -> T:
     the events (msgspec validates and skips them; several times faster than a full parse)."""
     try:
         return cast(T, _DECODERS[shape].decode(raw))
-    except msgspec.ValidationError as exc:
-        raise InvalidEvents(f"the body is not a batch of event objects: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
-    except RecursionError:
-        raise BadRequest("the body is nested too deeply", code="invalid_json") from None
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise _refusal(exc) from None
 
 
-def check_events(events: list[msgspec.Raw], field: str, body_size: int, max_event: int) -> None:
+class Batch(msgspec.Struct):
+    """What a batch route needs of its body: the key it names, its events, their ids (a
+    Struct: built in C, five times cheaper than a NamedTuple on this per-request path)."""
+
+    key: Any
+    #: Raw JSON per event, except on the one-pass path, taken only when the body is at most
+    #: one event's size (so :func:`check_events` never measures them).
+    events: Sequence[Any]
+    #: Each event's id (:func:`message_ids`), or empty when not asked for.
+    ids: list[Any]
+
+
+def decode_batch(
+    raw: bytes, shape: type[SegmentBatch] | type[NativeBatch], max_event: int, want_ids: bool
+) -> Batch:
+    """:func:`decode`, then :func:`message_ids` when ``want_ids``, with the same answers.
+
+    With ids wanted and a body no larger than one event, one msgspec pass reads the ids
+    while it validates (the two-pass way decodes every event a second time: about half
+    the work). That pass is stricter (each event must be an object whose ids decode), so
+    whatever it refuses goes the two-pass way, which gives today's error or ids.
+    """
+    field, key_field, plain, with_ids = _SHAPES[shape]
+    if want_ids and len(raw) <= max_event:
+        try:
+            fast = with_ids.decode(raw)
+        except (msgspec.DecodeError, RecursionError):
+            pass
+        else:
+            events: list[_Ids] = getattr(fast, field)
+            ids = [e.messageId if e.messageId is not None else e.message_id for e in events]
+            return Batch(getattr(fast, key_field), events, ids)
+    try:  # decode(raw, shape), one call less on the way of every batch
+        doc = plain.decode(raw)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise _refusal(exc) from None
+    raws: list[msgspec.Raw] = getattr(doc, field)
+    return Batch(getattr(doc, key_field), raws, message_ids(raws) if want_ids else [])
+
+
+def check_events(events: Sequence[Any], field: str, body_size: int, max_event: int) -> None:
     """A batch has at least one event, and none larger than ``max_event`` bytes (measured on
     its raw JSON, and only when the body itself is larger than one event may be)."""
     if not events:

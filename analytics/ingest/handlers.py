@@ -25,7 +25,7 @@ from mpaas.analytics.ingest.body import (
     SegmentMessage,
     check_events,
     decode,
-    message_ids,
+    decode_batch,
     read_body,
 )
 from mpaas.analytics.runtime import ANALYTICS, AnalyticsRuntime
@@ -141,9 +141,9 @@ def segment_handler(endpoint: str) -> Handler:
         else:
             raw = await read_body(request, rt.max_batch)
             refuse_nul(raw)
-            doc = decode(raw, SegmentBatch)
-            check_events(doc.batch, "batch", len(raw), rt.max_event)
-            key, ids = doc.writeKey, message_ids(doc.batch) if rt.wants_dedupe_id else []
+            batch = decode_batch(raw, SegmentBatch, rt.max_event, rt.wants_dedupe_id)
+            check_events(batch.events, "batch", len(raw), rt.max_event)
+            key, ids = batch.key, batch.ids
         if sender is None:
             sender = await _write_key(rt, key)
         dedupe = batch_id(sender.app, ids) if rt.wants_dedupe_id else ""
@@ -186,15 +186,15 @@ async def native_events(request: web.Request) -> web.StreamResponse:
         raise InvalidDeploymentKey("unknown deployment key")
     raw = await read_body(request, rt.max_batch)
     refuse_nul(raw)
-    doc = decode(raw, NativeBatch)
+    batch = decode_batch(raw, NativeBatch, rt.max_event, rt.wants_dedupe_id)
     if sender is None:
-        body_key = doc.deployment_key
+        body_key = batch.key
         sender = await rt.deployment_keys.get(body_key) if isinstance(body_key, str) else None
         if sender is None:
             raise InvalidDeploymentKey(
                 "a valid deployment key is required (X-Deployment-Key or deployment_key)"
             )
-    check_events(doc.events, "events", len(raw), rt.max_event)
-    dedupe = batch_id(sender.app, message_ids(doc.events)) if rt.wants_dedupe_id else ""
+    check_events(batch.events, "events", len(raw), rt.max_event)
+    dedupe = batch_id(sender.app, batch.ids) if rt.wants_dedupe_id else ""
     await rt.append(NATIVE, "events", sender, raw, dedupe)
-    return CompleteResponse(b'{"accepted":%d}' % len(doc.events))
+    return CompleteResponse(b'{"accepted":%d}' % len(batch.events))

@@ -20,7 +20,10 @@ on chdb, probably as many steps as the longest person's array), DuckDB ``list_re
 way (9x slower at 1 M), one window pass giving each event its previous step's time and then
 hash joins (1.5x slower: DuckDB's framed windows sort and re-aggregate), and narrowing each
 step's rows to the persons and times that could still reach it (DuckDB then plans the small
-ASOF joins as nested loops: about 45x slower at 10 M).
+ASOF joins as nested loops: about 45x slower at 10 M). Also (2026-12-05): one read of the
+step rows sorted by (person, time), then each step as a ``searchsorted`` over the previous
+step's row indices in numpy: the same answers, and the same CPU (1.98 s against 1.87 s at
+10 M): sorting the 4.3 M step rows costs what the ASOF joins' sorts cost.
 """
 
 from __future__ import annotations

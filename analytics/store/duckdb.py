@@ -169,11 +169,13 @@ class DuckDbStore:
     def rebuild_rollups(self) -> None:
         """Recompute the rollups from every event (after a bulk insert that bypassed :meth:`load`)."""
         with self._lock:
+            # another engine version may hash differently: then every stored key is redone
+            stale = self._state().get("engine") != duckdb.__version__
             self._con.execute("BEGIN TRANSACTION")
             try:
                 self._con.execute(
                     f"UPDATE events SET own = {OWN} "
-                    "WHERE own IS NULL AND coalesce(user_id, anonymous_id) IS NOT NULL"
+                    + ("" if stale else "WHERE own IS NULL AND coalesce(user_id, anonymous_id) IS NOT NULL")
                 )
                 self._rollups.rebuild()
                 self._con.executemany(

@@ -12,7 +12,7 @@ list. A ``has()`` path yields a bool (or the same failures).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,10 +23,13 @@ _CACHE: dict[tuple[Key, ...], Extractor] = {}
 
 
 @dataclass
-class _Node:
+class PathTrie:
+    """Context paths by their parts: ``leaf``, the output of the path ending here; ``has``,
+    the outputs of ``has(...)`` of a field here (also read by the live rules, ``cel_scalar``)."""
+
     leaf: int | None = None
     has: dict[str, int] = field(default_factory=dict)
-    children: dict[str, _Node] = field(default_factory=dict)
+    children: dict[str, PathTrie] = field(default_factory=dict)
 
     def below(self) -> list[int]:
         """The outputs under this node (not its own value)."""
@@ -34,6 +37,20 @@ class _Node:
         for child in self.children.values():
             out += ([child.leaf] if child.leaf is not None else []) + child.below()
         return out
+
+
+def path_trie(indexed: Iterable[tuple[int, Key]]) -> dict[str, PathTrie]:
+    """The tries of ``(output index, key)`` pairs, by root."""
+    roots: dict[str, PathTrie] = {}
+    for index, (parts, has) in indexed:
+        node = roots.setdefault(parts[0], PathTrie())
+        for part in parts[1 : len(parts) - 1 if has else len(parts)]:
+            node = node.children.setdefault(part, PathTrie())
+        if has:
+            node.has[parts[-1]] = index
+        else:
+            node.leaf = index
+    return roots
 
 
 def extractor(keys: tuple[Key, ...], names: Mapping[str, Any]) -> Extractor:
@@ -47,21 +64,13 @@ def extractor(keys: tuple[Key, ...], names: Mapping[str, Any]) -> Extractor:
 
 
 def _generate(keys: tuple[Key, ...], names: Mapping[str, Any]) -> Extractor:
-    roots: dict[str, _Node] = {}
-    for index, (parts, has) in enumerate(keys):
-        node = roots.setdefault(parts[0], _Node())
-        for part in parts[1 : len(parts) - 1 if has else len(parts)]:
-            node = node.children.setdefault(part, _Node())
-        if has:
-            node.has[parts[-1]] = index
-        else:
-            node.leaf = index
+    roots = path_trie(enumerate(keys))
     lines = ["def extract(rows):"]
     lines += [f"    o{i} = []; a{i} = o{i}.append" for i in range(len(keys))]
     lines.append("    for r in rows:")
     counter = [0]
 
-    def emit(node: _Node, var: str, indent: str) -> None:
+    def emit(node: PathTrie, var: str, indent: str) -> None:
         if node.leaf is not None:
             lines.append(f"{indent}a{node.leaf}({var})")
         if not node.children and not node.has:

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import cel
 
+from mpaas.banking.risk.cel_scalar import ERROR, FALLBACK, LOOKUP, ScalarRules
 from mpaas.banking.risk.decision import Action, Reason
 from mpaas.banking.risk.errors import InvalidRuleSet
 
@@ -139,38 +140,44 @@ class CompiledRuleSet:
     #: (name, program, weight, the reason a hit gives) per rule: no attribute lookups and no
     #: Reason built per hit on the decision path (a Reason is immutable, so one is shared).
     _run: tuple[tuple[str, Any, float, Reason], ...] = field(init=False, repr=False, compare=False)
+    #: The rules as generated Python with the package's semantics (``cel_scalar``); a rule it
+    #: does not translate, or a value outside its model, runs the rule's program instead.
+    _scalar: ScalarRules = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         run = tuple((r.name, p, r.weight, Reason(r.name, r.weight, r.message)) for r, p in self.programs)
         object.__setattr__(self, "_run", run)
+        object.__setattr__(self, "_scalar", ScalarRules([r.expr for r, _p in self.programs]))
 
     def evaluate(self, context: Mapping[str, Any], snoozed: frozenset[str] = frozenset()) -> Evaluation:
         """Run every rule on ``context`` (already pruned to :attr:`reads`). A hit of a rule in
         ``snoozed`` is recorded as ``snoozed`` and adds nothing."""
-        activation = cel.Context(dict(context))
+        activation = None  # the cel context, built only if a rule falls back to its program
         score = 0.0
         hits: list[Reason] = []
         outcomes: dict[str, Outcome] = {}
         errors: list[str] = []
-        for name, program, weight, reason in self._run:
-            try:
-                result = program.execute(activation)
-            except LookupError:  # a missing value
-                outcomes[name] = "not_evaluated"
-                continue
-            except Exception:  # null, type mismatch, division by zero: not evaluated
-                outcomes[name] = "not_evaluated"
-                errors.append(name)
-                continue
-            if result is True:
+        for (name, program, weight, reason), result in zip(self._run, self._scalar(context), strict=True):
+            if result is FALLBACK:
+                if activation is None:
+                    activation = cel.Context(dict(context))
+                try:
+                    result = program.execute(activation)
+                except LookupError:  # a missing value
+                    result = LOOKUP
+                except Exception:  # null, type mismatch, division by zero: not evaluated
+                    result = ERROR
+            if result is False:
+                outcomes[name] = "miss"
+            elif result is True:
                 if name in snoozed:
                     outcomes[name] = "snoozed"
                     continue
                 outcomes[name] = "hit"
                 score += weight
                 hits.append(reason)
-            elif result is False:
-                outcomes[name] = "miss"
+            elif result is LOOKUP:
+                outcomes[name] = "not_evaluated"
             else:
                 outcomes[name] = "not_evaluated"
                 errors.append(name)

@@ -172,3 +172,30 @@ def test_rollups_answer_as_the_raw_events(store: Any) -> None:
             _same(store, app)
 
     check()
+
+
+def test_a_new_engine_version_rehashes_every_stored_person_key(tmp_path: Any) -> None:
+    """Regression: ``events.own`` is DuckDB's ``hash()`` of the person, which may change
+    between DuckDB versions. Reopened by a new version, the store rebuilt the rollups (new
+    hashes for the identity links) but kept every stored ``own``, so a device's anonymous
+    events no longer met the user it identified as on the rollup path."""
+    import duckdb
+
+    path = tmp_path / "events.duckdb"
+    store = DuckDbStore(path)
+    app = "upgrade"
+    day = 24 * 60
+    _load(store, app, [(day + 60, "track", None, "d9", None, "s1", "native"),
+                       (2 * day + 60, "track", "u9", "d9", None, "s2", "native"),
+                       (2 * day + 61, "identify", "u9", "d9", None, "", "native")])  # fmt: skip
+    assert _wau(_same(store, app))[2] == 1
+    store.close()
+    con = duckdb.connect(str(path))  # as an older engine would have left the file:
+    con.execute("UPDATE events SET own = own + 1")  # other hashes
+    con.execute("UPDATE rollup_state SET value = '0.0.1' WHERE name = 'engine'")
+    con.close()
+    reopened = DuckDbStore(path)
+    try:
+        assert _wau(_same(reopened, app))[2] == 1
+    finally:
+        reopened.close()

@@ -157,33 +157,34 @@ def test_the_shipped_and_generated_forms_translate(expr: str) -> None:
     parse(expr)
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    st.lists(
-        st.fixed_dictionaries(
+#: A transfer's context as the shipped and bench rules read it, each value drawn from VALUES.
+TRANSFER_CONTEXT = st.fixed_dictionaries(
+    {},
+    optional={
+        "txn": st.fixed_dictionaries({}, optional={"amount": VALUES, "external": VALUES}),
+        "device": st.fixed_dictionaries({}, optional={"first_seen_days": VALUES, "rooted": VALUES}),
+        "geo": st.fixed_dictionaries({}, optional={"km_from_last": VALUES, "kmh_from_last": VALUES}),
+        "lists": st.fixed_dictionaries(
+            {"deny": st.fixed_dictionaries({}, optional={"counterparty": VALUES, "device": VALUES})}
+        ),
+        "vel": st.fixed_dictionaries(
             {},
             optional={
-                "txn": st.fixed_dictionaries({}, optional={"amount": VALUES, "external": VALUES}),
-                "device": st.fixed_dictionaries({}, optional={"first_seen_days": VALUES, "rooted": VALUES}),
-                "geo": st.fixed_dictionaries({}, optional={"km_from_last": VALUES, "kmh_from_last": VALUES}),
-                "lists": st.fixed_dictionaries(
-                    {"deny": st.fixed_dictionaries({}, optional={"counterparty": VALUES})}
-                ),
-                "vel": st.fixed_dictionaries(
+                k: st.fixed_dictionaries(
                     {},
                     optional={
-                        k: st.fixed_dictionaries(
-                            {}, optional={m: VALUES for m in ("count_1h", "count_30d", "avg_30d", "sum_24h")}
-                        )
-                        for k in ("user", "device")
+                        f"{m}_{w}": VALUES for m in ("count", "sum", "avg") for w in ("1h", "24h", "30d")
                     },
-                ),
+                )
+                for k in ("user", "device")
             },
         ),
-        min_size=1,
-        max_size=8,
-    )
+    },
 )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(TRANSFER_CONTEXT, min_size=1, max_size=8))
 def test_shipped_rules_over_drawn_contexts(contexts: list[dict[str, Any]]) -> None:
     check(SHIPPED, contexts)
 
