@@ -84,7 +84,8 @@ def main() -> None:
         compiled = compile_ruleset("bench", parse_document(hundred_rules(model)))
         sample = [prune(c, compiled) for c in recorded]
         for c in sample:  # the same answers, or the comparison means nothing
-            assert compiled.evaluate(c) == cel_evaluate(compiled, c)
+            if compiled.evaluate(c) != cel_evaluate(compiled, c):
+                raise SystemExit(f"the scalar path and cel disagree on {c!r}")
         before, after = [], []
         for _ in range(args.rounds):  # interleaved: load on the shared machine hits both alike
             before.append(cpu_per_call(cel_evaluate, compiled, sample))
