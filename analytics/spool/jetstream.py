@@ -8,8 +8,9 @@ within the stream's duplicate window is stored once.
 The loader reads the stream in order with an ordered consumer that starts just after
 the stream sequence it committed to the event store last (in the same transaction as
 the rows), and purges what it has loaded. A loader killed at any moment resumes
-from its committed position: nothing is lost, nothing is loaded twice, and no
-acknowledgement timeout has to pass first.
+from its committed position, and so does the next cycle after a load that failed:
+nothing is lost, nothing is loaded twice, and no acknowledgement timeout has to pass
+first.
 """
 
 from __future__ import annotations
@@ -159,7 +160,14 @@ class JetStreamSpool:
 
 
 class JetStreamSource:
-    """The loader's reader: an ordered consumer from the committed stream sequence on."""
+    """The loader's reader: an ordered consumer from the committed stream sequence on.
+
+    A read goes on until it has what the stream held when the read began (the stream's last
+    sequence then), or the budget: the client's buffer may be empty between deliveries while
+    the broker holds more, and ``full`` is how the loader knows to read again. A read that
+    does not start where the last one ended (its batch was not committed: the load failed)
+    subscribes again from the committed sequence, so those messages are read again.
+    """
 
     def __init__(self, url: str, stream: str) -> None:
         _check_name(stream)
@@ -167,6 +175,8 @@ class JetStreamSource:
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._sub: Any = None
+        #: The stream sequence the subscription delivers next.
+        self._next = 0
 
     async def _subscribe(self, start: int) -> None:
         if self._nc is None:
@@ -174,6 +184,8 @@ class JetStreamSource:
             self._js = self._nc.jetstream()
             await ensure_stream(self._js, self.stream)
         assert self._js is not None
+        if self._sub is not None:
+            await self._sub.unsubscribe()
         self._sub = await self._js.subscribe(
             subject(self.stream),
             stream=self.stream,
@@ -183,29 +195,38 @@ class JetStreamSource:
             pending_msgs_limit=100_000,
             pending_bytes_limit=256 << 20,
         )
+        self._next = start
 
     async def read(self, positions: Mapping[str, int], budget: int) -> SpoolBatch:
-        if self._sub is None:
-            await self._subscribe(positions.get(self.key, 0) + 1)
+        start = positions.get(self.key, 0) + 1
+        if self._sub is None or self._next != start:
+            await self._subscribe(start)
+        assert self._js is not None
+        target = (await self._js.stream_info(self.stream)).state.last_seq
         batch = SpoolBatch()
+        if target < start:  # nothing stored after the committed position
+            return batch
         size, last = 0, 0
-        try:
-            msg = await self._sub.next_msg(timeout=0.2)
-            while True:
-                seq = msg.metadata.sequence.stream
-                batch.records.append((f"js:{seq}", msg.data))
-                size, last = size + len(msg.data), seq
-                if size >= budget:
-                    batch.full = True
-                    break
-                if not self._sub.pending_msgs:
-                    break
+        while True:
+            try:
                 msg = await self._sub.next_msg(timeout=1.0)
-        except nats.errors.TimeoutError:
-            pass
+            except nats.errors.TimeoutError:
+                # stored but not delivered yet: read again (unless nothing came at all, as
+                # when retention removed what was there: then there is nothing to wait for)
+                batch.full = last > 0
+                break
+            seq = msg.metadata.sequence.stream
+            batch.records.append((f"js:{seq}", msg.data))
+            size, last = size + len(msg.data), seq
+            if size >= budget:
+                batch.full = True
+                break
+            if seq >= target and not self._sub.pending_msgs:
+                break
         if last:
             batch.positions[self.key] = last
             batch.token = last
+            self._next = last + 1
         return batch
 
     async def committed(self, batch: SpoolBatch) -> None:

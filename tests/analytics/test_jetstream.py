@@ -81,3 +81,60 @@ async def test_without_a_broker_appends_are_refused_for_a_retry() -> None:
         assert caught.value.status == 503 and caught.value.retry_after >= 1
     finally:
         await spool.close()
+
+
+async def test_a_read_that_says_nothing_more_remains_has_read_the_whole_stream(stream: str) -> None:
+    """Regression: a read stopped when the client's buffer was momentarily empty and said
+    nothing more remained, so ``drain()`` (``mpaas analytics load --once``, and the kill
+    test's last load) could end with acknowledged batches still in the stream. A read now
+    stops at the end only when the broker says no message is pending after the last."""
+    from mpaas.analytics.spool.jetstream import JetStreamSource
+
+    spool = JetStreamSpool(NATS_URL, stream)
+    await spool.start()
+    try:
+        for i in range(120):  # 7 MB: delivered in several bursts
+            await spool.append(bytes([65 + i % 26]) * 60_000, f"batch-{i}")
+    finally:
+        await spool.close()
+    source = JetStreamSource(NATS_URL, stream)
+    try:
+        seen: list[str] = []
+        batch = await source.read({}, budget=1 << 30)
+        seen += [name for name, _ in batch.records]
+        while batch.full:  # what drain() does
+            batch = await source.read({}, budget=1 << 30)
+            seen += [name for name, _ in batch.records]
+    finally:
+        await source.close()
+    assert len(seen) == len(set(seen)) == 120
+
+
+async def test_a_batch_that_was_not_committed_is_read_again(stream: str) -> None:
+    """Regression: the subscription moved on whether or not the loader committed what it had
+    read, so after a failed load the next cycle read past those messages, and committing a
+    later batch purged them: acknowledged events lost. A read that does not start where the
+    last one ended now subscribes again from the committed position."""
+    from mpaas.analytics.spool.jetstream import JetStreamSource, position_key
+
+    spool = JetStreamSpool(NATS_URL, stream)
+    await spool.start()
+    try:
+        for i in range(3):
+            await spool.append(b'{"batch":[]}', f"retry-{i}")
+    finally:
+        await spool.close()
+    source = JetStreamSource(NATS_URL, stream)
+    try:
+        first = await source.read({}, budget=1 << 20)
+        again = await source.read({}, budget=1 << 20)  # the load of ``first`` failed: nothing committed
+        assert [r for r, _ in again.records] == [r for r, _ in first.records] == ["js:1", "js:2", "js:3"]
+        await spool.start()
+        try:
+            await spool.append(b'{"batch":[]}', "retry-3")
+        finally:
+            await spool.close()
+        after = await source.read({position_key(stream): 3}, budget=1 << 20)  # ``again`` committed
+        assert [r for r, _ in after.records] == ["js:4"]
+    finally:
+        await source.close()
