@@ -318,3 +318,23 @@ def reads(node: Node) -> set[tuple[tuple[str, ...], bool]]:
     if isinstance(node, Call):
         return reads(node.target).union(*(reads(a) for a in node.args))
     return set()
+
+
+def children(node: Node) -> tuple[Node, ...]:
+    """The operands of ``node``, left to right (none for a literal or a path)."""
+    if isinstance(node, Unary):
+        return (node.arg,)
+    if isinstance(node, Binary):
+        return (node.left, node.right)
+    if isinstance(node, InList):
+        return (node.arg, *node.items)
+    if isinstance(node, Cond):
+        return (node.test, node.then, node.other)
+    if isinstance(node, Call):
+        return (node.target, *node.args)
+    return ()
+
+
+def count(node: Node) -> int:
+    """How many subexpressions ``node`` holds, itself included."""
+    return 1 + sum(count(child) for child in children(node))

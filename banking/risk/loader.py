@@ -3,6 +3,7 @@ compiled active rule set, each scene's shadow, the lists, and the snoozes."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -63,8 +64,10 @@ async def load_state(db: Database, previous: Loaded, also: str | None = None) ->
             compiled[scene] = None
         elif current is not None and current.version == active.version:
             compiled[scene] = current
-        else:
-            compiled[scene] = compile_ruleset(active.version, active.doc, fail_mode=fail_mode(scene))
+        else:  # off the event loop: a large rule set takes a while to compile and translate
+            compiled[scene] = await asyncio.to_thread(
+                compile_ruleset, active.version, active.doc, fail_mode=fail_mode(scene)
+            )
     async with db.session() as s:
         shadow_rows = (
             await s.exec(
@@ -82,9 +85,8 @@ async def load_state(db: Database, previous: Loaded, also: str | None = None) ->
     for shadow, row in shadow_rows:
         current = previous.shadows.get(shadow.scene)
         wanted = label(row.scene, row.version)
-        shadows[shadow.scene] = (
-            current if current is not None and current.version == wanted else compile_row(row)
-        )
+        fresh = current is not None and current.version == wanted
+        shadows[shadow.scene] = current if fresh and current else await asyncio.to_thread(compile_row, row)
     entries = await Lists(db).all()
     lists = ListIndex(
         [(e.kind, e.entity, e.value, e.expires_at and as_stored_utc(e.expires_at)) for e in entries]
