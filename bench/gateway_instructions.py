@@ -71,13 +71,15 @@ class Counter:
 
     def __init__(self, pid: int, out: str) -> None:
         self.pid, self.out = pid, out
+        #: the path of the last dump (for callgrind_annotate)
+        self.last = ""
 
     def count(self, run: Callable[[], None]) -> float:
         subprocess.run(["callgrind_control", "-z", str(self.pid)], capture_output=True, check=True)
         run()
         subprocess.run(["callgrind_control", "-d", str(self.pid)], capture_output=True, check=True)
         time.sleep(0.5)
-        newest = max(glob.glob(f"{self.out}.{self.pid}.*"), key=os.path.getmtime)
+        newest = self.last = max(glob.glob(f"{self.out}.{self.pid}.*"), key=os.path.getmtime)
         text = Path(newest).read_text()
         found = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.M)
         assert found is not None

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import glob
 import json
 import os
 import random
@@ -34,11 +33,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gateway_instructions import Counter
 from ingest import NOOP_SERVER, PER_BATCH, segment_batch
 
 SERVE = """
@@ -154,19 +153,14 @@ def main() -> int:
         auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
         body = json.dumps(segment_batch(0)).encode()
 
+        counter = Counter(server.pid, out)
+
         def measure(name: str, port: int) -> str:
             request = http_request(port, body, auth)
             post(port, request, 50, args.connections)  # warm-up: key cache, code paths
-            subprocess.run(["callgrind_control", "-z", str(server.pid)], capture_output=True, check=True)
-            post(port, request, args.requests, args.connections)
-            subprocess.run(["callgrind_control", "-d", str(server.pid)], capture_output=True, check=True)
-            time.sleep(0.5)
-            newest = max(glob.glob(f"{out}.{server.pid}*"), key=os.path.getmtime)
-            text = Path(newest).read_text()
-            found = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.M)
-            assert found is not None
-            counts.setdefault(name, []).append(int(found.group(1)) / args.requests)
-            return newest
+            total = counter.count(lambda: post(port, request, args.requests, args.connections))
+            counts.setdefault(name, []).append(total / args.requests)
+            return counter.last
 
         for _ in range(args.rounds):
             measure("aiohttp+uvloop no-op handler", nport)

@@ -307,17 +307,7 @@ def reads(node: Node) -> set[tuple[tuple[str, ...], bool]]:
         return {(node.parts, False)}
     if isinstance(node, Has):
         return {(node.parts, True)}
-    if isinstance(node, Unary):
-        return reads(node.arg)
-    if isinstance(node, Binary):
-        return reads(node.left) | reads(node.right)
-    if isinstance(node, InList):
-        return reads(node.arg).union(*(reads(i) for i in node.items))
-    if isinstance(node, Cond):
-        return reads(node.test) | reads(node.then) | reads(node.other)
-    if isinstance(node, Call):
-        return reads(node.target).union(*(reads(a) for a in node.args))
-    return set()
+    return set().union(*(reads(child) for child in children(node)))
 
 
 def children(node: Node) -> tuple[Node, ...]:

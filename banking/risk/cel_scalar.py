@@ -364,7 +364,8 @@ class ScalarRules:
             except (cp.Unsupported, RecursionError):
                 node = None
             nodes.append(node if budget >= 0 else None)  # past it, the programs: compile() costs 40 µs a line
-        keys = sorted({key for node in nodes if node is not None for key in cp.reads(node)})
+        read = [cp.reads(node) if node is not None else set() for node in nodes]
+        keys = sorted(set().union(*read))
         generator = _Generator(keys)
         generator.lines.append("    odd = []")
         generator.reads()
@@ -384,9 +385,8 @@ class ScalarRules:
         self.function: Callable[[Mapping[str, Any]], tuple[list[Any], list[int]]] = namespace["rules"]
         #: key index → the rules that read it (an odd value there sends them to their program).
         self.readers: dict[int, list[int]] = {}
-        for k, node in enumerate(nodes):
-            for key in cp.reads(node) if node is not None else ():
-                self.readers.setdefault(generator.keys[key], []).append(k)
+        for k, key in ((k, key) for k, paths in enumerate(read) for key in paths):
+            self.readers.setdefault(generator.keys[key], []).append(k)
 
     def __call__(self, context: Mapping[str, Any]) -> list[Any]:
         try:

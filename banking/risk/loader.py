@@ -85,8 +85,10 @@ async def load_state(db: Database, previous: Loaded, also: str | None = None) ->
     for shadow, row in shadow_rows:
         current = previous.shadows.get(shadow.scene)
         wanted = label(row.scene, row.version)
-        fresh = current is not None and current.version == wanted
-        shadows[shadow.scene] = current if fresh and current else await asyncio.to_thread(compile_row, row)
+        if current is not None and current.version == wanted:
+            shadows[shadow.scene] = current
+        else:
+            shadows[shadow.scene] = await asyncio.to_thread(compile_row, row)
     entries = await Lists(db).all()
     lists = ListIndex(
         [(e.kind, e.entity, e.value, e.expires_at and as_stored_utc(e.expires_at)) for e in entries]
