@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 
 import click
 
 from mpaas.cli.client import ApiClient
 from mpaas.cli.config import Target, config_path, forget_target, save_target, server_url_problem
+from mpaas.cli.durations import duration_option_value
 from mpaas.cli.output import emit, emit_json, json_option
 from mpaas.identity.roles import ROLES
 
@@ -16,21 +16,6 @@ page_options = [
     click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True, help="Page size."),
     click.option("--offset", type=click.IntRange(0), default=0, show_default=True, help="Skip this many."),
 ]
-
-
-DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-MAX_DURATION_SECONDS = 10 * 366 * 86_400
-
-
-def parse_duration(text: str) -> int:
-    """Seconds in ``90d``, ``12h``, ``30m``, ``2w`` or ``45s``; ValueError says what is accepted."""
-    match = re.fullmatch(r"([1-9][0-9]{0,7})([smhdw])", text.strip().lower())
-    if match is None:
-        raise ValueError(f"{text!r} is not a duration; use a number and a unit, e.g. 90d, 12h, 30m or 2w")
-    seconds = int(match.group(1)) * DURATION_UNITS[match.group(2)]
-    if seconds > MAX_DURATION_SECONDS:
-        raise ValueError(f"{text!r} is longer than 10 years")
-    return seconds
 
 
 def paged(fn):  # type: ignore[no-untyped-def]
@@ -132,10 +117,7 @@ def tokens_create(
     if apps:
         body["apps"] = list(apps)
     if expires is not None:
-        try:
-            body["expires_in_seconds"] = parse_duration(expires)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="'--expires'") from None
+        body["expires_in_seconds"] = duration_option_value(expires, "--expires")
     out = ApiClient().call("POST", "/api/v1/tokens", json_body=body)
     emit_json(out) if as_json else click.echo(out["token"])
 

@@ -10,10 +10,10 @@ from typing import Any
 import click
 
 from mpaas.cli.client import ApiClient
+from mpaas.cli.durations import duration_option_value
 from mpaas.cli.errors import CliError
 from mpaas.cli.operator import load_settings, open_data_dir, settings_options
 from mpaas.cli.output import emit, emit_json, emit_table, json_option
-from mpaas.cli.push import parse_duration
 
 
 @click.group("analytics")
@@ -63,7 +63,8 @@ def write_keys_list(app: str, as_json: bool) -> None:
 @json_option
 def write_keys_rotate(app: str, grace: str, label: str, as_json: bool) -> None:
     """Make a new write key; the app's other keys expire after the grace period."""
-    body = {"grace_seconds": parse_duration(grace), "label": label}
+    grace_seconds = duration_option_value(grace, "--grace", bare_seconds=True, zero=True)
+    body = {"grace_seconds": grace_seconds, "label": label}
     out = ApiClient().call("POST", f"/api/v1/apps/{app}/analytics/write-keys/rotate", json_body=body)
     if as_json:
         emit_json(out)

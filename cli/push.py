@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,21 +11,12 @@ import click
 
 from mpaas.cli.admin import paged
 from mpaas.cli.client import ApiClient
+from mpaas.cli.durations import duration_option_value
 from mpaas.cli.errors import CliError
 from mpaas.cli.operator import load_settings, migrate, open_data_dir, settings_options
 from mpaas.cli.output import emit, emit_json, emit_record, emit_table, json_option
 
-DURATION_RE = re.compile(r"^(\d+)([smhd]?)$")
-UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 FALLBACKS = click.Choice(["native", "ws", "ws_then_native", "native_then_ws"])
-
-
-def parse_duration(value: str) -> int:
-    """``90``, ``45s``, ``30m``, ``1h``, ``2d`` → seconds."""
-    match = DURATION_RE.fullmatch(value.strip().lower())
-    if match is None:
-        raise click.BadParameter(f"{value!r} is not a duration like 90, 30m, 1h or 2d")
-    return int(match.group(1)) * UNITS[match.group(2)]
 
 
 def parse_at(value: str, now: datetime | None = None) -> str:
@@ -34,7 +24,8 @@ def parse_at(value: str, now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     text = value.strip()
     if text.startswith("+"):
-        return (now + timedelta(seconds=parse_duration(text[1:]))).isoformat()
+        seconds = duration_option_value(text[1:], "--at", bare_seconds=True)
+        return (now + timedelta(seconds=seconds)).isoformat()
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
@@ -113,7 +104,7 @@ def push_send(
         "body": body,
         "locales": variants,
         "data": _pairs(data, "--data"),
-        "ttl": parse_duration(ttl),
+        "ttl": duration_option_value(ttl, "--ttl", bare_seconds=True, zero=True),
         "priority": priority,
         "push_type": "background" if background else "alert",
         "collapse_id": collapse_id,

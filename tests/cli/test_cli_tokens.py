@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mpaas.cli.admin import DURATION_UNITS, MAX_DURATION_SECONDS, parse_duration
+from mpaas.cli.durations import DURATION_UNITS, MAX_DURATION_SECONDS, parse_duration
 from mpaas.storage.db import utcnow
 
 
@@ -59,3 +59,23 @@ def test_parse_duration_rejects_anything_else_with_a_value_error(text: str) -> N
         assert "duration" in str(exc) or "10 years" in str(exc)
     else:
         assert 0 < seconds <= MAX_DURATION_SECONDS
+
+
+@given(st.text(max_size=12), st.booleans(), st.booleans())
+def test_every_duration_flavour_refuses_with_a_value_error(text: str, bare: bool, zero: bool) -> None:
+    try:
+        seconds = parse_duration(text, bare_seconds=bare, zero=zero)
+    except ValueError as exc:
+        assert "duration" in str(exc) or "10 years" in str(exc)
+    else:
+        assert (0 if zero else 1) <= seconds <= MAX_DURATION_SECONDS
+
+
+def test_bare_seconds_and_zero_are_opt_in() -> None:
+    assert (
+        parse_duration("90", bare_seconds=True) == 90
+        and parse_duration("0", zero=True, bare_seconds=True) == 0
+    )
+    for text, flags in (("90", {}), ("0s", {}), ("0", {"bare_seconds": True})):
+        with pytest.raises(ValueError):
+            parse_duration(text, **flags)

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mpaas.cli.push import parse_at, parse_duration
+from mpaas.cli.durations import parse_duration
+from mpaas.cli.push import parse_at
 from mpaas.errors import ConfigError
 from mpaas.push.devices import parse_device_spec
 from mpaas.push.errors import InvalidPushRequest
@@ -75,12 +76,19 @@ def test_push_settings_are_validated(tmp_path: Any) -> None:
 
 
 def test_cli_durations_and_times() -> None:
-    assert [parse_duration(v) for v in ("90", "45s", "30m", "1h", "2d")] == [90, 45, 1800, 3600, 172800]
-    with pytest.raises(click.BadParameter):
-        parse_duration("1w")
+    spans = ("90", "45s", "30m", "1h", "2d", "1w")
+    assert [parse_duration(v, bare_seconds=True) for v in spans] == [90, 45, 1800, 3600, 172800, 604800]
     now = datetime(2030, 1, 1, tzinfo=UTC)
     assert parse_at("+10m", now) == "2030-01-01T00:10:00+00:00"
     assert parse_at("2030-01-02T09:00:00+01:00") == "2030-01-02T08:00:00+00:00"
+
+
+def test_a_huge_at_is_a_bad_parameter_not_an_overflow() -> None:
+    """Regression: ``\\d+`` let ``+99999999999999999999d`` reach timedelta (OverflowError)."""
+    for value in ("+99999999999999999999d", "+5000w", "+1x", "+"):
+        with pytest.raises(click.BadParameter) as refused:
+            parse_at(value)
+        assert "'--at'" in refused.value.format_message()
 
 
 @pytest.mark.parametrize(
