@@ -91,14 +91,19 @@ class RedisCounterStore:
         }
 
     async def _eval(self, script: str, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
-        command = ("EVALSHA", self._sha[script], len(keys), *keys, *args)
+        command = ["EVALSHA", self._sha[script], str(len(keys)), *keys, *map(str, args)]
+        # the keys hold user and device ids: ASCII nearly always, and then one encode
+        send = self.client.call_ascii if "".join(command).isascii() else self._call
         try:
-            return await self.client.call(*command)
+            return await send(command)
         except RespError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
             await self.client.call("SCRIPT", "LOAD", script)
-            return await self.client.call(*command)
+            return await send(command)
+
+    async def _call(self, command: list[str]) -> Any:
+        return await self.client.call(*command)
 
     async def read(self, keys: Sequence[str], now: float, places: bool) -> dict[str, Counts]:
         result = {key: Counts() for key in keys}

@@ -82,6 +82,22 @@ async def test_redis_counters_count_once_and_slide(
 
 
 @sqlite_only
+@pytest.mark.skipif(not REDIS_URL, reason="MPAAS_TEST_REDIS_URL is not set")
+async def test_redis_counters_count_non_ascii_ids(engine_on: MakeEngine, transfer: MakeTransfer) -> None:
+    """Keys are sent on the ASCII fast path when they can be: a user id in Chinese takes the
+    other path and counts the same."""
+    engine = engine_on(RedisCounterStore(REDIS_URL, f"test-{secrets.token_hex(4)}:"))
+    try:
+        for i in range(3):
+            await engine.committed("transfer", transfer(f"t{i}", 100 * YUAN, user="用户-ü"))
+        await engine.committed("transfer", transfer("t_ascii", 100 * YUAN, user="u_ascii"))
+        assert (await vel(engine, transfer, user="用户-ü"))["count_1h"] == 3
+        assert (await vel(engine, transfer, user="u_ascii"))["count_1h"] == 1
+    finally:
+        await engine.close()
+
+
+@sqlite_only
 async def test_a_counter_store_outage_fails_closed_to_challenge(
     engine_on: MakeEngine, transfer: MakeTransfer
 ) -> None:
