@@ -79,6 +79,10 @@ async def banking_context(app: web.Application) -> AsyncIterator[Banking]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await transfers.clearing.close()
+        await transfers.close()  # the driver's SQLite connection and thread
+        close_risk = getattr(transfers.risk, "close", None)  # the CEL engine: shadow work, lanes
+        if close_risk is not None:
+            await close_risk()
         await upstreams.close()
 
 

@@ -2,6 +2,7 @@
 
     sudo apt-get install wrk            # this script installs nothing
     python bench/ingest.py [--duration 10] [--connections 64] [--rounds 3] [--events 1000000] [--write-doc]
+                           [--ingest-only] [--recycle-spool]
     python bench/ingest.py --loader-only [--events 1000000] [--reference-events 0]
 
 One run, on loopback, wrk with ``--connections`` connections, posting the same Segment
@@ -9,10 +10,20 @@ batch of 50 events (as analytics-python sends it, 23 KB) with Basic auth:
 
 * a no-op aiohttp + uvloop handler that reads the body and discards it;
 * ``mpaas server`` (one process, SQLite, the loader off) with durability on: each
-  request is answered after the fsync (group commit) of its raw batch in the spool.
+  request is answered after the fsync (group commit) of its raw batch in the spool;
+* a no-op on the ingest listener's own layer (asyncio.Protocol + httptools, ``LEAN_NOOP``)
+  that parses the request, keeps its body and answers the same 200;
+* the same ``mpaas server`` process on its ingest listener (``MPAAS_INGEST_PORT``),
+  durability on.
 
-It prints events/s acknowledged, p50 and p99 per request, and mpaas's rate as a ratio
-to the no-op handler's (goal: at least 0.7). Servers are pinned to one core and wrk to
+It prints events/s acknowledged, p50 and p99 per request, and each rate as a ratio to
+the aiohttp no-op handler's (the issue's baseline; goal: at least 0.7) and to the
+httptools no-op's (the same layer as the listener), with the server process's CPU per
+request (user + system, from /proc). With the loader off the spool grows by gigabytes a
+run, and on a VM the kernel's copies into never-used page-cache pages cost several times
+those into recycled ones (40-50 against 5-9 µs of system time per 26 KB record, measured
+on the issue's VM); ``--recycle-spool`` deletes the sealed segments after each run, as
+the loader would, and says so above the table. Servers are pinned to one core and wrk to
 the other. Then the loader (bench/ingest_load.py): ``--events`` unique events spooled in
 the same batches are loaded into a fresh DuckDB file (events/s and CPU per event; goal:
 500,000 events/s), with the file's size per million events after a checkpoint, and
@@ -37,6 +48,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest_load import LoadResult, load_bench
+from ingest_servers import LEAN, LEAN_SERVER, NOOP, cpu_ticks, delete_sealed, wait_port
 from update_check_setup import CLIENT_CPU, PINNED, SERVER_CPU, free_port, pinned, stop, wait_http, write_block
 
 NOOP_SERVER = """
@@ -101,21 +113,31 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    #: The server process's CPU per request during the run (µs): user, system.
+    user_us: float = 0.0
+    sys_us: float = 0.0
 
 
-def run_wrk(name: str, url: str, script: Path, args: argparse.Namespace) -> Result:
+def run_wrk(name: str, url: str, script: Path, args: argparse.Namespace, pid: int) -> Result:
+    import os
+
     cmd = ["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s", "-s", str(script), url]
+    before = cpu_ticks(pid)
     out = subprocess.run(pinned(cmd, CLIENT_CPU), capture_output=True, text=True, check=True).stdout
+    after = cpu_ticks(pid)
     m = re.search(r"^RESULT (\d+) (\d+) (\d+) ([\d.]+) ([\d.]+)$", out, re.M)
     if m is None:
         raise RuntimeError(f"wrk printed no result:\n{out}")
     requests, micros, errors = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
     return Result(
         name,
         requests * PER_BATCH / (micros / 1e6),
         float(m.group(4)) / 1000,
         float(m.group(5)) / 1000,
         errors,
+        (after[0] - before[0]) * tick_us / max(requests, 1),
+        (after[1] - before[1]) * tick_us / max(requests, 1),
     )
 
 
@@ -135,6 +157,7 @@ def start_mpaas(work: Path) -> tuple[subprocess.Popen[bytes], str, dict[str, str
         "MPAAS_ANALYTICS_LOADER": "false",
         "MPAAS_PUSH_WORKER": "false",
         "MPAAS_CONFIG_HOME": str(work / "cfg"),
+        "MPAAS_INGEST_PORT": str(free_port()),
     }
     mpaas = [sys.executable, "-m", "mpaas.cli.main"]
     token = subprocess.run(
@@ -168,6 +191,12 @@ def main() -> int:
         "--reference-events", type=int, default=200_000, help="events for the Python-normaliser baseline"
     )
     ap.add_argument("--write-doc", action="store_true")
+    ap.add_argument("--ingest-only", action="store_true", help="skip the loader benchmark")
+    ap.add_argument(
+        "--recycle-spool",
+        action="store_true",
+        help="delete the spool's sealed segments after each run, as the (disabled) loader would",
+    )
     ap.add_argument(
         "--loader-only",
         "--skip-http",
@@ -175,6 +204,8 @@ def main() -> int:
         help="run only the loader benchmark (no wrk, no servers); with --reference-events 0, no baseline",
     )
     args = ap.parse_args()
+    if args.write_doc and args.ingest_only:
+        ap.error("--write-doc needs the whole run (drop --ingest-only)")
     if args.loader_only:
         if args.write_doc:
             ap.error("--write-doc needs the whole run (drop --loader-only)")
@@ -195,41 +226,76 @@ def main() -> int:
         script.write_text(WRK_SCRIPT.replace("<BODY>", str(body)).replace("<AUTH>", auth))
         nport = free_port()
         (work / "noop.py").write_text(NOOP_SERVER)
-        procs.append(
-            subprocess.Popen(pinned([sys.executable, str(work / "noop.py"), str(nport)], SERVER_CPU))
-        )
+        noop = subprocess.Popen(pinned([sys.executable, str(work / "noop.py"), str(nport)], SERVER_CPU))
+        procs.append(noop)
         wait_http(f"http://127.0.0.1:{nport}/healthz")
+        lport = free_port()
+        (work / "lean.py").write_text(LEAN_SERVER)
+        lean_proc = subprocess.Popen(pinned([sys.executable, str(work / "lean.py"), str(lport)], SERVER_CPU))
+        procs.append(lean_proc)
+        wait_port(lport)
         targets = [
-            ("aiohttp+uvloop no-op handler", f"http://127.0.0.1:{nport}/v1/batch"),
-            ("mpaas /v1/batch, fsync before 200", f"http://127.0.0.1:{_env['MPAAS_PORT']}/v1/batch"),
+            (NOOP, f"http://127.0.0.1:{nport}/v1/batch", noop.pid),
+            (
+                "mpaas /v1/batch, fsync before 200",
+                f"http://127.0.0.1:{_env['MPAAS_PORT']}/v1/batch",
+                server.pid,
+            ),
+            (LEAN, f"http://127.0.0.1:{lport}/v1/batch", lean_proc.pid),
+            (
+                "mpaas ingest listener /v1/batch, fsync before 200",
+                f"http://127.0.0.1:{_env['MPAAS_INGEST_PORT']}/v1/batch",
+                server.pid,
+            ),
         ]
+        recycled = 0
         for _ in range(args.rounds):
-            for name, url in targets:
-                runs.setdefault(name, []).append(run_wrk(name, url, script, args))
+            for name, url, pid in targets:
+                runs.setdefault(name, []).append(run_wrk(name, url, script, args, pid))
+                if args.recycle_spool:
+                    recycled += delete_sealed(work / "data" / "analytics" / "spool")
     finally:
         for proc in procs:
             stop(proc)
-    loaded, reference = asyncio.run(
-        load_bench(work, args.events, args.reference_events, segment_batch, PER_BATCH)
-    )
+    if args.ingest_only:
+        loaded, reference = None, None
+    else:
+        loaded, reference = asyncio.run(
+            load_bench(work, args.events, args.reference_events, segment_batch, PER_BATCH)
+        )
     spool_bytes = sum(p.stat().st_size for p in (work / "data" / "analytics" / "spool").glob("*.seg"))
     shutil.rmtree(work, ignore_errors=True)
 
     rows = [median(r) for r in runs.values()]
     base = rows[0].events_per_s
+    lean = next(r.events_per_s for r in rows if r.name == LEAN)
+    recycling = (
+        [
+            f"The spool's sealed segments were deleted after each run ({recycled / 1e9:.1f} GB), as the "
+            "loader would have done (--recycle-spool).",
+            "",
+        ]
+        if args.recycle_spool
+        else []
+    )
     lines = [
+        *recycling,
         f"{args.connections} connections, {args.duration} s per run, median of {args.rounds} rounds; "
         f"batches of {PER_BATCH} events ({body_size(segment_batch(0))} bytes); "
         f"{'server and wrk pinned to one core each' if PINNED else 'unpinned'}.",
         "",
-        "| server | events/s | ratio | p50 ms | p99 ms | errors |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| server | events/s | ratio to the aiohttp no-op | ratio to the httptools no-op "
+        "| server CPU µs/request (user + sys) | p50 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r.name} | {r.events_per_s:,.0f} | {r.events_per_s / base:.2f}x | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |"
+            f"| {r.name} | {r.events_per_s:,.0f} | {r.events_per_s / base:.2f}x | {r.events_per_s / lean:.2f}x "
+            f"| {r.user_us + r.sys_us:.0f} ({r.user_us:.0f} + {r.sys_us:.0f}) "
+            f"| {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |"
         )
-    lines += ["", *loader_lines(loaded, reference, spool_bytes)]
+    if loaded is not None:
+        lines += ["", *loader_lines(loaded, reference, spool_bytes)]
     table = "\n".join(lines)
     print(table)
     if args.write_doc:

@@ -6,7 +6,9 @@
 The deterministic companion of ``bench/ingest.py``, whose wall-clock rates move by a
 quarter from run to run on a shared machine. One Python process, run under
 ``valgrind --tool=callgrind``, serves on two ports the no-op aiohttp + uvloop handler of
-``bench/ingest.py`` (it reads the body and discards it) and the mpaas application with
+``bench/ingest.py`` (it reads the body and discards it), a no-op on the ingest
+listener's own layer (asyncio.Protocol + httptools, ``LEAN_NOOP`` of ``bench/ingest.py``),
+and the mpaas application with its ingest listener on (``MPAAS_INGEST_PORT``) and
 durability on (the file spool: each request answered after the fsync that covers it,
 group commit). A client outside valgrind posts the same Segment batch of 50 events with
 Basic auth over ``--connections`` concurrent connections; counters are zeroed before
@@ -39,6 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gateway_instructions import Counter
 from ingest import NOOP_SERVER, PER_BATCH, segment_batch
+from ingest_servers import LEAN_NOOP
 
 SERVE = """
 import asyncio, os, sys
@@ -49,6 +52,7 @@ from mpaas.settings import Settings
 async def noop(request):
     await request.read()
     return web.Response(body=b'{"success":true}', content_type="application/json")
+LEAN_NOOP
 async def main():
     env = {k: v for k, v in os.environ.items() if k.startswith("MPAAS_")}
     mpaas = web.AppRunner(create_app(Settings.from_env(env)), access_log=None)
@@ -59,10 +63,12 @@ async def main():
     runner = web.AppRunner(bare, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", int(sys.argv[2])).start()
+    await asyncio.get_running_loop().create_server(LeanNoop, "127.0.0.1", int(sys.argv[3]))
     print("ready", flush=True)
     await asyncio.Event().wait()
 uvloop.run(main())
 """
+SERVE = SERVE.replace("LEAN_NOOP", LEAN_NOOP)
 assert "await request.read()" in NOOP_SERVER  # the same no-op handler as bench/ingest.py
 
 
@@ -136,10 +142,12 @@ def main() -> int:
     ).stdout.strip()
     (work / "serve.py").write_text(SERVE)
     mport, nport = 18000 + random.randrange(1000), 19000 + random.randrange(1000)
+    lport, iport = 20000 + random.randrange(1000), 21000 + random.randrange(1000)
+    env["MPAAS_INGEST_PORT"] = str(iport)
     out = str(work / "cg.out")
     server = subprocess.Popen(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p",
-         sys.executable, str(work / "serve.py"), str(mport), str(nport)],
+         sys.executable, str(work / "serve.py"), str(mport), str(nport), str(lport)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     counts: dict[str, list[float]] = {}
@@ -164,7 +172,9 @@ def main() -> int:
 
         for _ in range(args.rounds):
             measure("aiohttp+uvloop no-op handler", nport)
-            last_dump = measure("mpaas /v1/batch, fsync before 200", mport)
+            measure("mpaas /v1/batch, fsync before 200", mport)
+            measure("httptools no-op (the ingest listener's layer)", lport)
+            last_dump = measure("mpaas ingest listener /v1/batch, fsync before 200", iport)
         if args.keep is not None:
             shutil.copyfile(last_dump, args.keep)
         if args.annotate:

@@ -162,6 +162,7 @@ async def _load(settings: Any, once: bool, budget: int) -> dict[str, Any]:
                 except TimeoutError:
                     pass
     finally:
+        await loader.close()  # a batch read ahead is dropped before its source closes
         await loader.source.close()
         store.close()
         await db.close()

@@ -118,6 +118,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_analytics)
     app.cleanup_ctx.append(_gateway)
     app.cleanup_ctx.append(_banking)
+    if settings.ingest_port is not None:  # last in, so first out: closed before the spool
+        app.cleanup_ctx.append(_ingest_listener)
     return app
 
 
@@ -254,4 +256,14 @@ async def _analytics(app: web.Application) -> AsyncIterator[None]:
         analytics_context(app, app[SETTINGS], app[DB]),
         attached(app[DB], app[ANALYTICS], app[METRICS]),
     ):
+        yield
+
+
+async def _ingest_listener(app: web.Application) -> AsyncIterator[None]:
+    """The ingest routes on their own lean listener (``MPAAS_INGEST_PORT``)."""
+    from mpaas.analytics.ingest.listener import INGEST_SERVER, ingest_listener
+    from mpaas.analytics.runtime import ANALYTICS
+
+    async with ingest_listener(app[SETTINGS], app[ANALYTICS], app[EDGE].metrics) as server:
+        app[INGEST_SERVER] = server
         yield

@@ -141,6 +141,8 @@ class Settings:
     analytics_spool_min_free_bytes: int = 1 << 30
     analytics_dedupe_days: int = 7
     analytics_url: str | None = None
+    #: The lean ingest listener's port (analytics/ingest/listener.py); None: off, 0: any free port.
+    ingest_port: int | None = None
     console_idle_minutes: int = 30
     console_max_hours: int = 12
     console_argon2_memory_kib: int = 65536
@@ -276,6 +278,9 @@ class Settings:
             analytics_spool_min_free_bytes=num("analytics_spool_min_free_bytes", 1 << 30, minimum=0),
             analytics_dedupe_days=num("analytics_dedupe_days", 7, minimum=7, maximum=3650),
             analytics_url=analytics_url_value(raw.get("analytics_url")),
+            ingest_port=None
+            if raw.get("ingest_port") is None
+            else num("ingest_port", 0, minimum=0, maximum=65535),
             console_idle_minutes=num("console_idle_minutes", 30, minimum=1, maximum=24 * 60),
             console_max_hours=num("console_max_hours", 12, minimum=1, maximum=24 * 30),
             console_argon2_memory_kib=num("console_argon2_memory_kib", 65536, minimum=1024, maximum=4 << 20),

@@ -73,6 +73,16 @@ class KeyCache:
         """Forget every resolved key (this process sees a rotation at once; others within TTL)."""
         self._entries.clear()
 
+    def cached(self, key: str) -> tuple[bool, Sender | None]:
+        """``(True, sender)`` when the answer for ``key`` is known without a query (None: an
+        unknown key), ``(False, None)`` when :meth:`get` would have to ask the database."""
+        if not key or len(key) > MAX_KEY:
+            return True, None
+        found = self._entries.get(_digest(key))
+        if found is not None and found[1] > self._clock():
+            return True, found[0]
+        return False, None
+
     async def get(self, key: str) -> Sender | None:
         if not key or len(key) > MAX_KEY:
             return None

@@ -59,6 +59,23 @@ async def _no_catalog() -> CatalogSnapshot:
     return CatalogSnapshot()
 
 
+@dataclass
+class _Prepared:
+    """A batch read and normalised from ``start`` (the positions it was read from)."""
+
+    start: dict[str, int]
+    batch: SpoolBatch
+    records: int
+    load: LoadBatch | None
+
+
+def _after(positions: dict[str, int], batch: SpoolBatch) -> dict[str, int]:
+    """The positions once ``batch`` is committed."""
+    after = {name: pos for name, pos in positions.items() if name not in batch.stale}
+    after.update(batch.positions)
+    return after
+
+
 class Loader:
     def __init__(
         self,
@@ -79,7 +96,10 @@ class Loader:
         self.stats = LoaderStats()
         self._positions: dict[str, int] | None = None
         self._cycle = asyncio.Lock()
+        self._source = asyncio.Lock()  # a read and a clean-up never overlap
         self._columnar: ColumnarNormaliser | None = None
+        #: The next batch, read and normalised while the store loads the current one.
+        self._ahead: asyncio.Task[_Prepared] | None = None
 
     async def run_once(self) -> bool:
         """One cycle; True when the spool had more than one read budget (go again)."""
@@ -93,23 +113,61 @@ class Loader:
             positions = self._positions = loaded
         if self.forgets is not None:
             await self._forget()
-        snapshot = await self.catalog()
-        batch = await self.source.read(positions, self.budget)
-        if batch.records or batch.positions or batch.stale:
-            result = await asyncio.to_thread(self._load, snapshot, batch)
-            self.stats.add(len(batch.records), result)
+        prepared = await self._take_ahead(positions)
+        if prepared is None:
+            prepared = await self._prepare(positions)
+        batch = prepared.batch
+        if prepared.load is not None:
+            if batch.full:  # a backlog: read and normalise the next batch meanwhile
+                self._ahead = asyncio.create_task(self._prepare(_after(positions, batch)))
+            try:
+                result = await asyncio.to_thread(self.store.load, prepared.load)
+            except BaseException:
+                await self._drop_ahead()  # read from positions that were not committed
+                raise
+            self.stats.add(prepared.records, result)
             for name in batch.stale:
                 positions.pop(name, None)
             positions.update(batch.positions)
-            await self.source.committed(batch)
+            async with self._source:
+                await self.source.committed(batch)
         self.stats.cycles += 1
         return batch.full
 
-    def _load(self, snapshot: CatalogSnapshot, batch: SpoolBatch) -> LoadResult:
+    async def _prepare(self, positions: dict[str, int]) -> _Prepared:
+        """Read from ``positions`` and normalise (in a thread: DuckDB releases the GIL)."""
+        start = dict(positions)
+        snapshot = await self.catalog()
+        async with self._source:
+            batch = await self.source.read(start, self.budget)
+        if not (batch.records or batch.positions or batch.stale):
+            return _Prepared(start, batch, 0, None)
+        records = len(batch.records)
+        load = await asyncio.to_thread(self._normalise, snapshot, batch)
+        return _Prepared(start, batch, records, load)
+
+    async def _take_ahead(self, positions: dict[str, int]) -> _Prepared | None:
+        """The batch read ahead, when it was read from ``positions`` (else it is dropped)."""
+        task, self._ahead = self._ahead, None
+        if task is None:
+            return None
+        prepared = await task  # its error is this cycle's error; the next cycle reads again
+        return prepared if prepared.start == positions else None
+
+    async def _drop_ahead(self) -> None:
+        task, self._ahead = self._ahead, None
+        if task is not None:
+            try:
+                await task
+            except Exception:  # the cycle's own error is the one to report
+                log.debug("read-ahead failed", exc_info=True)
+
+    def _normalise(self, snapshot: CatalogSnapshot, batch: SpoolBatch) -> LoadBatch:
         if self._columnar is None:
             self._columnar = ColumnarNormaliser()
         events, invalid = self._columnar.normalise(snapshot, batch.records)
-        return self.store.load(LoadBatch(events, invalid, batch.positions, batch.stale))
+        batch.records = []  # the raw records are no longer needed: free them before the load
+        return LoadBatch(events, invalid, batch.positions, batch.stale)
 
     async def _forget(self) -> None:
         assert self.forgets is not None
@@ -147,3 +205,9 @@ class Loader:
                 await asyncio.wait_for(stop.wait(), timeout=wait)
             except TimeoutError:
                 pass
+        await self.close()
+
+    async def close(self) -> None:
+        """Wait for a batch being read ahead (it is dropped: the store has not committed it)."""
+        async with self._cycle:
+            await self._drop_ahead()

@@ -8,8 +8,11 @@ in time order carries, per row, the latest start of a chain that reaches the row
 On DuckDB, which computes a CTE read twice once, pass k reads only the rows that reached
 step k-1 and step k's own rows (:func:`_per_step_passes`, about 2.5x faster; with the store's rollups
 current, an ASOF join per step instead of a window, :func:`_asof_passes`, also on a
-ClickHouse that materialises CTEs when asked); an older ClickHouse inlines CTEs, so there
-each pass carries every step row forward instead.
+ClickHouse that materialises CTEs when asked; on DuckDB, :func:`_narrowed_asof_passes`
+joins at steps 3.. only the step rows after the person's first row of the previous step,
+keeps one step bit mask per row and stops DuckDB from pushing the passes' filters into
+``c0``: together about 25 % less CPU at 10 M events); an older ClickHouse inlines CTEs, so
+there each pass carries every step row forward instead.
 The time from step k-1 to step k is measured at the person's first event that reaches
 step k, from the latest earlier event that reached step k-1. The breakdown value is that
 of the person's first step-1 event (ties by message id).
@@ -24,6 +27,17 @@ ASOF joins as nested loops: about 45x slower at 10 M). Also (2026-12-05): one re
 step rows sorted by (person, time), then each step as a ``searchsorted`` over the previous
 step's row indices in numpy: the same answers, and the same CPU (1.98 s against 1.87 s at
 10 M): sorting the 4.3 M step rows costs what the ASOF joins' sorts cost.
+Also (2026-12-05, DuckDB, 10 M events, CPU with one thread, interleaved runs; exact but no
+faster): bounding step 2's join too (one aggregate over the 2.5 M step-1 and step-2 rows for
+each person's first step 1 and last step 2): the joins' sorts fell from about 1.0 s to 0.4 s
+of operator time and the aggregate and look-ups took it back (so did the step-1 bound alone,
+from the persons' first step 1, and the last-step-2 bound on ``r0``); restricting each step's rows to
+the persons of the previous one (``IN``): within noise; the bounds as joins: nested-loop ASOF
+plans; dropping each person's rows after their first complete chain: 4 % of the bench's
+rows; one sort and a cumulative ``max`` per step as streaming windows: about 0.1 s of CPU
+per aggregate per 4.3 M rows, more than the joins. Floors measured the same way: reading the
+4.3 M step rows with their persons is 0.33 s (5.7x the 0.058 s scan) and one sort of them by
+(person, time) another 0.54 s (9.3x), so no plan that orders the step rows meets 10x the scan.
 """
 
 from __future__ import annotations
@@ -106,6 +120,33 @@ def _asof_passes(n: int, w: int, mat: str) -> list[str]:
     return ctes
 
 
+def _narrowed_asof_passes(n: int, w: int) -> list[str]:
+    """As :func:`_asof_passes` (DuckDB), the ASOF joins of steps 3.. fed only the step-k rows
+    that can match: those after the person's earliest row that reached step k-1 (``b{k}``,
+    an aggregate over the few rows of ``r{k-1}``); the rows of ``r{k}`` are the same. The
+    bound is a scalar subquery rather than a join: DuckDB estimates a join with an aggregate
+    as a few rows and then plans the ASOF joins as nested loops (minutes at 10 M events).
+    ``c0`` keeps one step bit mask per row instead of a column per step. ``n0`` reads ``c0``
+    without a filter, and ``r0`` refers to it (true whenever ``r0`` has rows): when every
+    reader of a CTE filters it, DuckDB pushes the OR of their filters into the CTE, which
+    cost about 10 % of the CPU at 10 M events."""
+    ctes = [
+        "n0 AS (SELECT count(*) AS n FROM c0)",
+        "r0 AS (SELECT person, ts, ts AS s FROM c0 WHERE (m & 1) <> 0 AND (SELECT n FROM n0) > 0)",
+    ]
+    for k in range(1, n):
+        after = ""
+        if k > 1:
+            ctes.append(f"b{k} AS (SELECT person, min(ts) AS lo FROM r{k - 1} GROUP BY person)")
+            after = f" AND ts > (SELECT lo FROM b{k} WHERE b{k}.person = c0.person)"
+        ctes.append(
+            f"r{k} AS (SELECT c.person AS person, c.ts AS ts, p.s AS s, c.ts - p.ts AS g "
+            f"FROM (SELECT person, ts FROM c0 WHERE (m & {1 << k}) <> 0{after}) AS c "
+            f"ASOF JOIN r{k - 1} AS p ON c.person = p.person AND c.ts > p.ts WHERE c.ts - p.s < {w})"
+        )
+    return ctes
+
+
 def _levels(engine: ReportEngine, n: int) -> str:
     """``pl``: each person's level and step gaps, from the rows ``r0..r{n-1}`` that reached each step."""
     d = engine.dialect
@@ -175,15 +216,27 @@ def funnel(
     ctes = [
         base.links(),
         base.ev(_columns(steps, by), names=sorted({s.event for s in steps}), activity=False),
-        # the window passes carry only what they need: they sort every column they carry
-        f"c0 AS {mat} (SELECT x.person AS person, x.ts AS ts, {flags}, "
-        "CASE WHEN i0 = 1 THEN x.ts END AS s0 FROM ev AS x WHERE x.person IS NOT NULL)",
     ]
-    if asof:
-        ctes += _asof_passes(n, w, mat)
+    # the window passes carry only what they need: they sort every column they carry
+    c0 = (
+        f"c0 AS {mat} (SELECT x.person AS person, x.ts AS ts, {flags}, "
+        "CASE WHEN i0 = 1 THEN x.ts END AS s0 FROM ev AS x WHERE x.person IS NOT NULL)"
+    )
+    if asof and d.materializes_ctes:  # DuckDB: a bit per step (at most 20), read by every pass
+        mask = " + ".join(
+            f"CASE WHEN {_step_cond(engine, st, 'x')} THEN {1 << k} ELSE 0 END" for k, st in enumerate(steps)
+        )
+        ctes.append(
+            f"c0 AS MATERIALIZED (SELECT x.person AS person, x.ts AS ts, {mask} AS m "
+            "FROM ev AS x WHERE x.person IS NOT NULL)"
+        )
+        ctes += _narrowed_asof_passes(n, w)
+    elif asof:
+        ctes += [c0, *_asof_passes(n, w, mat)]
     elif d.materializes_ctes:
-        ctes += _per_step_passes(engine, n, w, over)
+        ctes += [c0, *_per_step_passes(engine, n, w, over)]
     else:
+        ctes.append(c0)
         for k in range(1, n):
             # s{k}: the latest start of a chain that reaches step k at this row, within the window;
             # p{k}: the time of the latest row before it that reached step k-1

@@ -91,14 +91,21 @@ class FileSpool:
 
     async def append(self, body: bytes | Sequence[bytes], dedupe_id: str = "") -> None:
         """Append one record; returns once an fsync covered it."""
-        if self._closing or self._thread is None:
+        await self.submit(body, dedupe_id)
+
+    def submit(self, body: bytes | Sequence[bytes], dedupe_id: str = "") -> asyncio.Future[None]:
+        """:meth:`append` without a coroutine: the future is done once an fsync covered the
+        record (the lean ingest listener answers from its callback). Raises :class:`RetryLater`
+        at once when the spool cannot take the record."""
+        loop = self._loop
+        if self._closing or self._thread is None or loop is None:
             raise RetryLater("the event spool is not running", retry_after=5)
         if self.min_free_bytes and self._short_of_space():
             raise RetryLater("the event spool's disk is nearly full", retry_after=30)
         if self._pending_bytes >= self.max_pending_bytes:
             raise Overloaded("too many events are waiting for the disk; retry shortly", retry_after=1)
         parts = frame_parts([body] if isinstance(body, bytes) else body)
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[None] = loop.create_future()
         size = sum(map(len, parts))
         with self._lock:
             self._pending += parts
@@ -106,8 +113,8 @@ class FileSpool:
             self._pending_bytes += size
             kick, self._signalled = not self._signalled, True
         if kick:  # wake the thread after the requests already runnable have appended too
-            asyncio.get_running_loop().call_soon(self._wake.put, None)
-        await waiter
+            loop.call_soon(self._wake.put, None)
+        return waiter
 
     async def close(self) -> None:
         """Write what is pending, then seal the open segment."""

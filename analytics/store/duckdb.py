@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from mpaas.analytics.reports.dialect import DUCKDB
 from mpaas.analytics.reports.params import DEFAULT_TZ
@@ -118,6 +119,19 @@ SELECT app, type, user_id, anonymous_id, previous_id, group_id, properties, time
 FROM {JOINED} WHERE type IN ('identify', 'alias', 'group')
 """
 
+#: Rows per Arrow batch of ``incoming``. DuckDB scans an Arrow table one batch per thread,
+#: and the normaliser's table comes as one batch of a million rows: chunked, the dedupe,
+#: the timestamps and the insert run on every core. The insert runs with
+#: ``preserve_insertion_order`` off (only while loading), so that the threads write
+#: their own row groups in parallel; nothing reads ``events`` in insertion order (``seq``
+#: decides dedupe in :data:`FRESH`, and every report orders or aggregates).
+CHUNK_ROWS = 16_384
+
+
+def _chunked(table: pa.Table) -> pa.Table:
+    """The same rows in batches of at most :data:`CHUNK_ROWS` (slices: nothing is copied)."""
+    return pa.Table.from_batches(table.to_batches(max_chunksize=CHUNK_ROWS), schema=table.schema)
+
 
 class DuckDbStore:
     """The event store in one DuckDB file. Not safe for two processes: the loader's
@@ -138,7 +152,11 @@ class DuckDbStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._con = duckdb.connect(self.path, read_only=read_only)
         self._lock = threading.Lock()
-        self._con.execute("SET TimeZone = 'UTC'; SET enable_progress_bar = false")
+        # the funnel's ASOF joins (analytics/reports/funnels.py) always sort-merge: a low row
+        # estimate must not plan them as nested loops (minutes instead of a second at 10 M)
+        self._con.execute(
+            "SET TimeZone = 'UTC'; SET enable_progress_bar = false; SET asof_loop_join_threshold = 0"
+        )
         self._rollups = RollupWriter(DUCKDB, rollup_tz, self._execute, self._query)
         if not read_only:
             self._con.execute(SCHEMA)
@@ -193,41 +211,49 @@ class DuckDbStore:
     def load(self, batch: LoadBatch) -> LoadResult:
         con, received = self._con, batch.events.num_rows
         with self._lock:
-            con.execute("BEGIN TRANSACTION")
+            con.execute("SET preserve_insertion_order = false")  # see CHUNK_ROWS
             try:
-                inserted = 0
-                if received:
-                    con.register("incoming", batch.events)
-                    cutoff = con.execute("SELECT min(received_at) FROM incoming").fetchone()
-                    assert cutoff is not None
-                    con.execute(DUPS, [cutoff[0] - self.dedupe])
-                    forgotten = con.execute("SELECT count(*) FROM forgotten").fetchone()
-                    con.execute(FRESH.replace("{forgotten}", FORGOTTEN if forgotten and forgotten[0] else ""))
-                    con.execute(LINKS)
-                    insert = f"INSERT INTO events ({EVENT_COLUMNS}, own) SELECT {EVENT_COLUMNS}, {OWN}"
-                    row = con.execute(f"{insert} FROM {JOINED}").fetchone()
-                    inserted = int(row[0]) if row else 0
-                    self._rollups.batch("fresh")
-                    con.execute("DROP TABLE fresh")
-                    con.execute("DROP TABLE dups")
-                    con.unregister("incoming")
-                if batch.invalid.num_rows:
-                    con.register("invalid_in", batch.invalid)
-                    con.execute("INSERT INTO invalid_events SELECT * FROM invalid_in")
-                    con.unregister("invalid_in")
-                if batch.positions:
-                    con.executemany(
-                        "INSERT OR REPLACE INTO spool_positions VALUES (?, ?)", list(batch.positions.items())
-                    )
-                if batch.stale:
-                    con.executemany(
-                        "DELETE FROM spool_positions WHERE segment = ?", [[s] for s in batch.stale]
-                    )
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+                inserted = self._load(batch)
+            finally:
+                con.execute("RESET preserve_insertion_order")
         return LoadResult(received, inserted, batch.invalid.num_rows)
+
+    def _load(self, batch: LoadBatch) -> int:
+        """The batch in one transaction (the caller holds the lock); the events inserted."""
+        con, received = self._con, batch.events.num_rows
+        con.execute("BEGIN TRANSACTION")
+        try:
+            inserted = 0
+            if received:
+                con.register("incoming", _chunked(batch.events))
+                cutoff = con.execute("SELECT min(received_at) FROM incoming").fetchone()
+                assert cutoff is not None
+                con.execute(DUPS, [cutoff[0] - self.dedupe])
+                forgotten = con.execute("SELECT count(*) FROM forgotten").fetchone()
+                con.execute(FRESH.replace("{forgotten}", FORGOTTEN if forgotten and forgotten[0] else ""))
+                con.execute(LINKS)
+                insert = f"INSERT INTO events ({EVENT_COLUMNS}, own) SELECT {EVENT_COLUMNS}, {OWN}"
+                row = con.execute(f"{insert} FROM {JOINED}").fetchone()
+                inserted = int(row[0]) if row else 0
+                self._rollups.batch("fresh")
+                con.execute("DROP TABLE fresh")
+                con.execute("DROP TABLE dups")
+                con.unregister("incoming")
+            if batch.invalid.num_rows:
+                con.register("invalid_in", batch.invalid)
+                con.execute("INSERT INTO invalid_events SELECT * FROM invalid_in")
+                con.unregister("invalid_in")
+            if batch.positions:
+                con.executemany(
+                    "INSERT OR REPLACE INTO spool_positions VALUES (?, ?)", list(batch.positions.items())
+                )
+            if batch.stale:
+                con.executemany("DELETE FROM spool_positions WHERE segment = ?", [[s] for s in batch.stale])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return inserted
 
     def forget(self, request: Forget) -> tuple[int, int]:
         """Delete the user's events and identity links, and the anonymous ids and earlier

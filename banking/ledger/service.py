@@ -78,12 +78,12 @@ async def rowcount(s: AsyncSession, stmt: Update) -> int:
     return result.rowcount
 
 
-def _debit_condition(amount: int | ColumnElement[int]) -> ColumnElement[bool]:
+def debit_condition(amount: int | ColumnElement[int]) -> ColumnElement[bool]:
     available = col(A.credits_posted) - col(A.debits_posted) - col(A.debits_pending)
     return (col(A.no_negative).is_(False)) | (available >= amount)
 
 
-def _credit_condition(amount: int | ColumnElement[int]) -> ColumnElement[bool]:
+def credit_condition(amount: int | ColumnElement[int]) -> ColumnElement[bool]:
     balance = col(A.credits_posted) + col(A.credits_pending) - col(A.debits_posted)
     return col(A.balance_cap).is_(None) | (balance + amount <= col(A.balance_cap))
 
@@ -164,14 +164,14 @@ class Ledger:
         legs = sorted([(move.debit, "debits"), (move.credit, "credits")])
         for account_id, which in legs:
             column = getattr(A, f"{which}_{side}")
-            check = _debit_condition(move.amount) if which == "debits" else _credit_condition(move.amount)
+            check = debit_condition(move.amount) if which == "debits" else credit_condition(move.amount)
             stmt = (
                 update(A)
                 .where(col(A.id) == account_id, col(A.currency) == move.currency, check)
                 .values({column: column + move.amount})
             )
             if await rowcount(s, stmt) != 1:
-                await self._explain(s, account_id, which, move)
+                await self.explain(s, account_id, which, move.currency)
         if not move.pending:
             await _insert_postings(s, row, now)
         return row
@@ -222,7 +222,7 @@ class Ledger:
                 totals[account_id] = totals.get(account_id, 0) + m.amount
             amount = case(totals, value=col(A.id))
             column = getattr(A, f"{which}_posted")
-            check = _debit_condition(amount) if which == "debits" else _credit_condition(amount)
+            check = debit_condition(amount) if which == "debits" else credit_condition(amount)
             stmt_update = (
                 update(A)
                 .where(col(A.id).in_(sorted(totals)), col(A.currency) == currency, check)
@@ -240,12 +240,13 @@ class Ledger:
         ]
         await conn.execute(insert(LedgerPosting), legs)
 
-    async def _explain(self, s: AsyncSession, account_id: int, which: str, move: Move) -> None:
+    async def explain(self, s: AsyncSession, account_id: int, which: str, currency: str) -> None:
+        """Raise why a conditional update of ``which`` (debits, credits) changed no row."""
         account = (await s.exec(select(A).where(A.id == account_id))).first()
         if account is None:
             raise AccountNotFound("no such account")
-        if account.currency != move.currency:
-            raise CurrencyMismatch(f"the account holds {account.currency}, not {move.currency}")
+        if account.currency != currency:
+            raise CurrencyMismatch(f"the account holds {account.currency}, not {currency}")
         if which == "debits":
             raise InsufficientFunds("the balance does not cover this amount")
         raise BalanceCapExceeded("the receiving account would exceed its balance cap")

@@ -38,8 +38,8 @@ BUSY_MS = 30_000
 
 
 class SqliteLane:
-    def __init__(self, path: str, write_lock: asyncio.Lock | None) -> None:
-        self.path, self.write_lock = path, write_lock
+    def __init__(self, path: str, write_lock: asyncio.Lock | None, name: str = "risk-sqlite") -> None:
+        self.path, self.write_lock, self.name = path, write_lock, name
         # (work or None to stop, the caller's future, its loop); a bare thread and queue, as
         # aiosqlite does: an executor's futures cost twice the Python per hop
         self._jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
@@ -47,15 +47,16 @@ class SqliteLane:
         self._closed = False
 
     @classmethod
-    def open(cls, db: Database) -> SqliteLane | None:
-        """A lane on ``db``'s file, or None (PostgreSQL, or SQLite in memory)."""
+    def open(cls, db: Database, name: str = "risk-sqlite") -> SqliteLane | None:
+        """A lane on ``db``'s file, or None (PostgreSQL, or SQLite in memory); ``name`` names its
+        thread (the risk engine's lane, the transfers' lane: one connection each)."""
         if not db.is_sqlite:
             return None
         path = make_url(db.settings.database_url).database
         if not path or path == ":memory:" or path.startswith("file:"):
             return None
         # Database serialises its SQLite writers with this lock; the lane's writes join it.
-        return cls(path, db.write_lock)
+        return cls(path, db.write_lock, name)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_MS / 1000)
@@ -87,7 +88,7 @@ class SqliteLane:
         if self._closed:
             raise RuntimeError("the SQLite lane is closed")
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="risk-sqlite", daemon=True)
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
             self._thread.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()

@@ -80,21 +80,27 @@ class Limits:
             return False
         return not (rule.bound_exempt and to_bound_account)
 
+    def rules(self, account_class: str | None, when: Periods) -> list[tuple[str, int, str]]:
+        """The periods an amount of this class counts against: (period, limit, name), day first."""
+        rule = self.of(account_class)
+        pairs = ((when.day, rule.day_out, "daily"), (when.year, rule.year_out, "yearly"))
+        return [(period, limit, name) for period, limit, name in pairs if limit is not None]
+
+    def refusal(self, account_class: str | None, limit: int, name: str) -> LimitExceeded:
+        return LimitExceeded(
+            f"this transfer would exceed the {name} limit of {limit / 100:.2f} yuan "
+            f"for a Class {account_class} account",
+            detail={"period": name, "limit_fen": limit},
+        )
+
     async def take(
         self, s: AsyncSession, account_id: int, account_class: str | None, amount: int, when: Periods
     ) -> None:
         """Count ``amount`` against the day's and the year's limit, or raise without counting."""
-        rule = self.of(account_class)
-        for period, limit, name in ((when.day, rule.day_out, "daily"), (when.year, rule.year_out, "yearly")):
-            if limit is None:
-                continue
+        for period, limit, name in self.rules(account_class, when):
             stmt = _count(s, account_id, period, amount, limit) if amount <= limit else None
             if stmt is None or await _rowcount(s, stmt) != 1:
-                raise LimitExceeded(
-                    f"this transfer would exceed the {name} limit of {limit / 100:.2f} yuan "
-                    f"for a Class {account_class} account",
-                    detail={"period": name, "limit_fen": limit},
-                )
+                raise self.refusal(account_class, limit, name)
 
     async def give_back(self, s: AsyncSession, account_id: int, amount: int, periods: Sequence[str]) -> None:
         for period in periods:

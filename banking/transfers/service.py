@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import insert, update
@@ -29,14 +28,32 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from mpaas.banking.errors import CodeRejected
-from mpaas.banking.ledger.errors import LedgerRefusal, NotAwaitingStepUp, StepUpRequired, TransferDenied
+from mpaas.banking.ledger.errors import (
+    InsufficientFunds,
+    LedgerRefusal,
+    NotAwaitingStepUp,
+    StepUpRequired,
+    TransferDenied,
+)
 from mpaas.banking.ledger.models import BankTransferRequest, LedgerTransfer
-from mpaas.banking.ledger.service import VOIDED, Ledger, Move, rowcount
+from mpaas.banking.ledger.service import PENDING, POSTED, VOIDED, Ledger, Move, rowcount
 from mpaas.banking.models import BankUser
 from mpaas.banking.risk.decision import RiskContext, RiskEngine
-from mpaas.banking.transfers.accounts import Accounts
+from mpaas.banking.transfers.accounts import Accounts, user_code
 from mpaas.banking.transfers.clearing import ClearingOrder, ClearingSystem
-from mpaas.banking.transfers.limits import Limits
+from mpaas.banking.transfers.driver import Driver, DuplicateRequest, LegRefused, TransferExistsHere
+from mpaas.banking.transfers.limits import Limits, Periods
+from mpaas.banking.transfers.plan import (
+    Plan,
+    answer,
+    driver_write,
+    make_plan,
+    new_answer,
+    plan_of_found,
+    request_values,
+    risk_context,
+    settled_columns,
+)
 from mpaas.banking.transfers.requests import (
     AWAITING,
     DONE,
@@ -61,22 +78,6 @@ class _Raced(Exception):
     """Another process resumed the same held request first."""
 
 
-@dataclass(frozen=True)
-class Plan:
-    """A resolved request: which accounts, and what the limits and the clearing need."""
-
-    transfer_id: str
-    debit: int
-    credit: int
-    account_class: str | None
-    amount: int
-    currency: str
-    external: bool
-    bound: bool
-    memo: str
-    to: dict[str, Any]
-
-
 class TransferService:
     def __init__(
         self,
@@ -94,6 +95,14 @@ class TransferService:
         self.risk, self.codes, self.clearing, self.clock = risk, codes, clearing, clock
         self.clearing_timeout = clearing_timeout
         self.requests = Requests(db)
+        #: the driver path of a new transfer (ADR 0019); None keeps the ORM (SQLite in memory)
+        self.driver = Driver.for_database(db)
+        self._bank_accounts: dict[tuple[str, str], int] = {}  # (kind, currency): id, never changes
+
+    async def close(self) -> None:
+        """Close the driver's own SQLite connection (banking's shutdown should call this)."""
+        if self.driver is not None:
+            await self.driver.close()
 
     # Create and confirm
 
@@ -103,17 +112,14 @@ class TransferService:
         transfer_id = transfer_id_for(user.id, req.idempotency_key)
         plan: Plan | None = None
         for _ in range(2):
-            async with self.db.read() as s:  # the reads share one connection from the pool
-                found = await self.requests.find_in(s, user.id, req.idempotency_key)
-                if found is None:
-                    plan = await self._plan(s, user, req, transfer_id)
+            found, plan = await self._resolve(user, req, transfer_id)
             if found is not None:
                 return await self._replay(call, user, found, digest)
             if plan is not None:
                 break
             await self._open_accounts(user, req)  # first use: outside the session, then read again
         assert plan is not None
-        context = self._context(call, user, plan, req.context)
+        context = risk_context(call, user, plan, req.context)
         decision = await self.risk.decide("transfer", context)
         row = BankTransferRequest(
             user_pk=user.id,
@@ -145,7 +151,7 @@ class TransferService:
         if not await self.codes.consume(user.app_id, call.app, user.phone, call.device, code):
             raise CodeRejected("the code is wrong, expired or used up; ask for a new one")
         plan = Plan(**row.request["plan"])
-        context = self._context(call, user, plan, row.request.get("context", {}))
+        context = risk_context(call, user, plan, row.request.get("context", {}))
         return await self._execute(user, plan, context, row, row.request_hash)
 
     async def _replay(
@@ -185,39 +191,11 @@ class TransferService:
         counted = self.limits.counts(plan.account_class, plan.bound)
         new = row.id is None
         try:
-            async with self.db.write() as s:
-                if not new:
-                    await self._claim(s, row)
-                if counted:
-                    await self.limits.take(s, plan.debit, plan.account_class, plan.amount, when)
-                move = Move(
-                    plan.transfer_id,
-                    plan.debit,
-                    plan.credit,
-                    plan.amount,
-                    plan.currency,
-                    pending=plan.external,
-                    timeout_at=at(now + self.clearing_timeout) if plan.external else None,
-                    kind="interbank" if plan.external else "internal",
-                    memo=plan.memo,
-                )
-                [made] = await self.ledger.create(s, [move], at(now))
-                response = answer(made, plan, row.decision_id)
-                settled = {
-                    "status": DONE,
-                    "response": response,
-                    "limit_day": when.day if counted else None,
-                    "limit_year": when.year if counted else None,
-                    "limited": counted,
-                    "updated_at": at(now),
-                }
-                if new:  # last: a racing duplicate finds the transfer made, then stops on this key
-                    values = row.model_dump(exclude={"id"}) | settled | {"created_at": at(now)}
-                    await (await s.connection()).execute(insert(BankTransferRequest).values(**values))
-                else:
-                    update_row = update(BankTransferRequest).where(col(BankTransferRequest.id) == row.id)
-                    await rowcount(s, update_row.values(**settled))
-        except (IntegrityError, _Raced):
+            if new and self.driver is not None:
+                response = await self._drive(plan, row, now, when if counted else None)
+            else:
+                response = await self._write(row, plan, now, when, counted)
+        except (IntegrityError, DuplicateRequest, _Raced):
             assert user.id is not None
             found = await self.requests.find(user.id, row.idempotency_key)
             if found is None:
@@ -232,20 +210,65 @@ class TransferService:
                 await self.requests.settle_refused(row.id, exc)
             raise
         if plan.external:
-            await self.clearing.submit(
-                ClearingOrder(
-                    plan.transfer_id,
-                    plan.amount,
-                    plan.currency,
-                    str(plan.to["bank"]),
-                    str(plan.to["account"]),
-                    str(plan.to.get("name", "")),
-                )
-            )
+            to = (str(plan.to["bank"]), str(plan.to["account"]), str(plan.to.get("name", "")))
+            await self.clearing.submit(ClearingOrder(plan.transfer_id, plan.amount, plan.currency, *to))
         try:
             await self.risk.committed("transfer", context)
         except Exception:  # the money moved; a counter that missed it must not undo the answer
             log.exception("risk engine: committed() failed")
+        return response
+
+    async def _write(
+        self, row: BankTransferRequest, plan: Plan, now: float, when: Periods, counted: bool
+    ) -> dict[str, Any]:
+        """The transaction through the ORM: a held request, or what the driver hands back."""
+        new = row.id is None
+        async with self.db.write() as s:
+            if not new:
+                await self._claim(s, row)
+            if counted:
+                await self.limits.take(s, plan.debit, plan.account_class, plan.amount, when)
+            move = Move(
+                plan.transfer_id,
+                plan.debit,
+                plan.credit,
+                plan.amount,
+                plan.currency,
+                pending=plan.external,
+                timeout_at=at(now + self.clearing_timeout) if plan.external else None,
+                kind="interbank" if plan.external else "internal",
+                memo=plan.memo,
+            )
+            [made] = await self.ledger.create(s, [move], at(now))
+            response = answer(made, plan, row.decision_id)
+            settled = settled_columns(response, when if counted else None, at(now))
+            if new:  # last: a racing duplicate finds the transfer made, then stops on this key
+                values = request_values(row, settled, at(now))
+                await (await s.connection()).execute(insert(BankTransferRequest).values(**values))
+            else:
+                update_row = update(BankTransferRequest).where(col(BankTransferRequest.id) == row.id)
+                await rowcount(s, update_row.values(**settled))
+        return response
+
+    async def _drive(
+        self, plan: Plan, row: BankTransferRequest, now: float, when: Periods | None
+    ) -> dict[str, Any]:
+        """A new request's transaction on the driver; what is rare goes back to the ORM."""
+        assert self.driver is not None
+        moment = at(now)
+        status = PENDING if plan.external else POSTED
+        response = new_answer(plan.transfer_id, status, moment, plan.memo, plan, row.decision_id)
+        timeout_at = at(now + self.clearing_timeout) if plan.external else None
+        values = request_values(row, settled_columns(response, when, moment), moment)
+        work = driver_write(self.driver.statements, self.limits, plan, when, moment, timeout_at, values)
+        try:
+            await self.driver.write(work)
+        except TransferExistsHere:  # a retry or a racer made this transfer id: the ORM answers
+            return await self._write(row, plan, now, when or self.limits.periods(now), when is not None)
+        except LegRefused as exc:
+            async with self.db.read() as s:
+                await self.ledger.explain(s, exc.account_id, exc.which, plan.currency)
+            raise InsufficientFunds("the balance does not cover this amount") from None
         return response
 
     async def _claim(self, s: AsyncSession, row: BankTransferRequest) -> None:
@@ -264,10 +287,43 @@ class TransferService:
         if req.to_user is not None:
             await self.accounts.of_public_id(user.app_id, req.to_user)
 
+    async def _resolve(
+        self, user: BankUser, req: TransferRequest, transfer_id: str
+    ) -> tuple[BankTransferRequest | None, Plan | None]:
+        """The stored request of this key, or the request's plan (None when an account is not
+        open yet), read on the driver or in one ORM session."""
+        assert user.id is not None
+        if self.driver is None:
+            async with self.db.read() as s:  # the reads share one connection from the pool
+                found = await self.requests.find_in(s, user.id, req.idempotency_key)
+                return found, None if found is not None else await self._plan(s, user, req, transfer_id)
+        values = {
+            "user_pk": user.id,
+            "key": req.idempotency_key,
+            "code": user_code(user),
+            "app_id": user.app_id,
+            "payee": req.to_user,
+        }
+        got = await self.driver.read(values)
+        if got.request_id is not None:
+            return await self.requests.find(user.id, req.idempotency_key), None
+        settlement = await self._bank_account("settlement", req.currency) if req.to_user is None else None
+        return None, plan_of_found(got, user, req, transfer_id, settlement)
+
+    async def _bank_account(self, kind: str, currency: str) -> int:
+        """The id of one of the bank's own accounts: made once, never deleted, so kept."""
+        found = self._bank_accounts.get((kind, currency))
+        if found is None:
+            async with self.db.read() as s:
+                account = await self.ledger.bank_account(s, kind, currency)
+            assert account.id is not None
+            found = self._bank_accounts[kind, currency] = account.id
+        return found
+
     async def _plan(
         self, s: AsyncSession, user: BankUser, req: TransferRequest, transfer_id: str
     ) -> Plan | None:
-        """The accounts and rules of a request; None when an account is not open yet."""
+        """The accounts and rules of a request through the ORM; None when an account is not open yet."""
         account = await self.accounts.lookup(s, user)
         if account is None:
             return None
@@ -277,50 +333,10 @@ class TransferService:
             if payee_account is None:
                 return None
             assert payee_account.id is not None
-            to: dict[str, Any] = {"user_id": payee.public_id}
-            credit, external, bound = payee_account.id, False, False
-        else:
-            settlement = await self.ledger.bank_account(s, "settlement", req.currency)
-            assert settlement.id is not None and req.to_account is not None
-            to = {"bank": req.to_bank, "account": req.to_account, "name": req.to_name}
-            credit, external = settlement.id, True
-            bound = (
-                user.card_bank == req.to_bank
-                and user.card_last4 is not None
-                and req.to_account[-4:] == user.card_last4
-            )
-        return Plan(
-            transfer_id,
-            account.id,
-            credit,
-            account.account_class,
-            req.amount,
-            req.currency,
-            external,
-            bound,
-            req.memo,
-            to,
-        )
-
-    def _context(self, call: Call, user: BankUser, plan: Plan, reported: dict[str, Any]) -> RiskContext:
-        txn = {
-            "id": plan.transfer_id,
-            "amount": plan.amount,
-            "currency": plan.currency,
-            "from_account": plan.debit,
-            "to_account": plan.credit,
-            "counterparty": plan.to.get("user_id") or f"{plan.to.get('bank')}:{plan.to.get('account')}",
-            "external": plan.external,
-        }
-        device = {
-            "id": call.device,
-            "model": reported.get("device_model"),
-            "rooted": reported.get("rooted"),
-            "first_seen_days": reported.get("first_seen_days"),
-        }
-        net = {"ip": reported.get("ip"), "carrier": reported.get("carrier")}
-        geo = {k: reported[k] for k in ("lat", "lon", "region") if reported.get(k) is not None}
-        return RiskContext(txn, {"id": user.public_id, "tier": user.tier}, device, net, geo)
+            mine = (account.id, account.account_class)
+            return make_plan(user, req, transfer_id, mine, (payee.public_id, payee_account.id), None)
+        settlement = await self.ledger.bank_account(s, "settlement", req.currency)
+        return make_plan(user, req, transfer_id, (account.id, account.account_class), None, settlement.id)
 
     # Clearing answers and the sweep
 
@@ -376,20 +392,3 @@ class TransferService:
         for transfer_id in due:
             voided += await self.on_clearing_answer(transfer_id, False) == "voided"
         return voided
-
-
-def answer(transfer: LedgerTransfer, plan: Plan, decision_id: str | None) -> dict[str, Any]:
-    return {
-        "transfer_id": transfer.transfer_id,
-        "status": transfer.status,
-        "amount": transfer.amount,
-        "currency": transfer.currency,
-        "to": plan.to,
-        "memo": transfer.memo,
-        "created_at": iso(transfer.created_at),
-        "decision_id": decision_id,
-    }
-
-
-def iso(value: datetime) -> str:
-    return (value - timedelta(microseconds=value.microsecond)).isoformat()

@@ -15,8 +15,9 @@ from mpaas.banking.ledger.errors import TransferNotFound
 from mpaas.banking.ledger.models import BankLimitUsage, LedgerPosting, LedgerTransfer
 from mpaas.banking.ledger.service import available_of, balance_of
 from mpaas.banking.models import BankUser
+from mpaas.banking.transfers.plan import iso
 from mpaas.banking.transfers.requests import AWAITING, REFUSED
-from mpaas.banking.transfers.service import TransferService, iso
+from mpaas.banking.transfers.service import TransferService
 from mpaas.errors import ValidationError
 
 CURSOR_RE = re.compile(r"p[0-9]{1,18}")

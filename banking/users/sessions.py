@@ -17,15 +17,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import bindparam
+from sqlalchemy import select as core_select
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from mpaas.banking.errors import SessionNotFound
 from mpaas.banking.models import BankSession, BankUser
+from mpaas.banking.transfers.driver import Reader
 from mpaas.banking.users.tiers import LEVELS, VISITOR
 from mpaas.gateway.operation import Principal
 from mpaas.identity.models import App
 from mpaas.identity.tokens import hash_token
+from mpaas.storage.compiled import Compiled
 from mpaas.storage.db import Database
 
 TOKEN_PREFIX = "ms_"  # noqa: S105 - a public prefix, not a secret
@@ -55,6 +59,17 @@ class Issued:
 class SessionStore:
     def __init__(self, db: Database, days: int, clock: Callable[[], float]) -> None:
         self.db, self.lifetime, self.clock = db, timedelta(days=days), clock
+        # PostgreSQL: the per-call lookup on asyncpg, one compiled statement (ADR 0019); SQLite
+        # keeps the ORM (a lane here would be a third connection and thread per process).
+        self.reader = None if db.is_sqlite else Reader.for_database(db, "sessions")
+        s, a, u = BankSession.__table__, App.__table__, BankUser.__table__  # type: ignore[attr-defined]
+        query = (
+            core_select(s.c.id, s.c.device_id, s.c.revoked_at, s.c.expires_at, s.c.device_kid)
+            .add_columns(a.c.name, u.c.id, u.c.tier, u.c.public_id)
+            .select_from(s.join(a, a.c.id == s.c.app_id).outerjoin(u, u.c.id == s.c.user_pk))
+            .where(s.c.token_hash == bindparam("token_hash"))
+        )
+        self.lookup = Compiled(query, db.engine.dialect)
 
     def now(self) -> datetime:
         return at(self.clock())
@@ -104,28 +119,44 @@ class SessionStore:
     async def resolve(self, app: str, device: str, token: str, device_kid: str | None) -> Principal | None:
         if not token.startswith(TOKEN_PREFIX):
             return None
-        async with self.db.read() as s:
-            found = (
-                await s.exec(
-                    select(BankSession, App.name, BankUser)
-                    .join(App, col(App.id) == col(BankSession.app_id))
-                    .outerjoin(BankUser, col(BankUser.id) == col(BankSession.user_pk))
-                    .where(BankSession.token_hash == hash_token(token))
-                )
-            ).first()
-        if found is None:
+        token_hash = hash_token(token)
+        if self.reader is not None:
+            got = await self.reader.fetchrow(self.lookup, {"token_hash": token_hash})
+            if got is None:
+                return None
+            session_id, device_id, revoked_at, expires_at, kid, app_name, user_pk, tier, public_id = got
+        else:
+            async with self.db.read() as s:
+                found = (
+                    await s.exec(
+                        select(BankSession, App.name, BankUser)
+                        .join(App, col(App.id) == col(BankSession.app_id))
+                        .outerjoin(BankUser, col(BankUser.id) == col(BankSession.user_pk))
+                        .where(BankSession.token_hash == token_hash)
+                    )
+                ).first()
+            if found is None:
+                return None
+            row, app_name, user = found
+            session_id, device_id, revoked_at, expires_at, kid = (
+                row.id,
+                row.device_id,
+                row.revoked_at,
+                row.expires_at,
+                row.device_kid,
+            )
+            user_pk, tier, public_id = (
+                (user.id, user.tier, user.public_id) if user is not None else (None, None, None)
+            )
+        if app_name != app or device_id != device or revoked_at is not None:
             return None
-        row, app_name, user = found
-        if app_name != app or row.device_id != device or row.revoked_at is not None:
+        if expires_at <= self.now():
             return None
-        if row.expires_at <= self.now():
+        if kid is not None and kid != device_kid:
             return None
-        if row.device_kid is not None and row.device_kid != device_kid:
-            return None
-        assert row.id is not None
-        if user is None:
-            return Principal(str(row.id), LEVELS[VISITOR], VISITOR, None, row.device_kid)
-        return Principal(str(row.id), LEVELS[user.tier], user.tier, user.public_id, row.device_kid)
+        if user_pk is None or tier is None:
+            return Principal(str(session_id), LEVELS[VISITOR], VISITOR, None, kid)
+        return Principal(str(session_id), LEVELS[tier], tier, public_id, kid)
 
     async def list_for_user(self, user_pk: int) -> list[BankSession]:
         async with self.db.session() as s:

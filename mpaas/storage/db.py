@@ -123,6 +123,20 @@ class Database:
         async with self.write_lock, self.sessions() as session, session.begin():
             yield session
 
+    @asynccontextmanager
+    async def driver_connection(self) -> AsyncIterator[Any]:
+        """PostgreSQL: the asyncpg connection under a connection of the engine's pool (its
+        size, its check of closed connections and ``dispose()`` cover it), for statements
+        compiled once (:mod:`mpaas.storage.compiled`); a statement on it outside a
+        transaction commits by itself. Dropped if left inside a transaction (cancelled)."""
+        async with self.engine.connect() as sa_conn:
+            conn = (await sa_conn.get_raw_connection()).driver_connection
+            try:
+                yield conn
+            finally:
+                if conn is not None and conn.is_in_transaction():
+                    await sa_conn.invalidate()
+
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))

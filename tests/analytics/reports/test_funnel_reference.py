@@ -199,6 +199,28 @@ def test_identity_merge_joins_one_persons_steps(store: Any) -> None:
     _check(store, events, ["a", "b"], 14 * 24 * HOUR, True)
 
 
+def test_step_rows_before_the_previous_step_are_left_out(store: Any) -> None:
+    """DuckDB's ASOF joins of steps 3.. read only the step rows after the person's earliest
+    row that reached the previous step: the answers stay the reference's."""
+    events = [
+        _track(0, "a", "u1"), _track(HOUR, "a", "u1"),  # step 1 only
+        _track(0, "b", "u2"), _track(HOUR, "a", "u2"), _track(2 * HOUR, "a", "u2"),  # every a after the b
+        # a b before the first a; an a after the last b
+        _track(0, "b", "u3"), _track(HOUR, "a", "u3"), _track(3 * HOUR, "b", "u3"), _track(4 * HOUR, "a", "u3"),
+        # a c before the first b that reached step 2 (a b before any a), another c after it
+        _track(0, "b", "u4"), _track(HOUR, "a", "u4"), _track(2 * HOUR, "c", "u4"), _track(3 * HOUR, "b", "u4"),
+        _track(4 * HOUR, "c", "u4"), _track(6 * HOUR, "c", "u4"),
+        # a c between two rows that reached step 2: it follows the first
+        _track(0, "a", "u5"), _track(HOUR, "b", "u5"), _track(2 * HOUR, "c", "u5"), _track(3 * HOUR, "b", "u5"),
+    ]  # fmt: skip
+    _check(store, events, ["a", "b", "c"], 14 * 24 * HOUR, False)
+    _check(store, events, ["a", "b", "c"], 14 * 24 * HOUR, True)
+    app = _load(store, events)
+    for engine in _both(store):
+        (group,) = funnel(engine, ReportQuery(app, SPAN, tz="UTC"), [FunnelStep(s) for s in "abc"]).groups
+        assert [(s.count, s.median_seconds) for s in group.steps] == [(5, None), (3, 7200.0), (2, 3600.0)]
+
+
 _EVENT = st.tuples(
     # mostly on a coarse grid, so that times tie
     st.one_of(st.integers(0, 30).map(lambda n: n * HOUR), st.integers(0, 30 * HOUR)),

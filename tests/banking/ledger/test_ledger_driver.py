@@ -1,0 +1,184 @@
+"""The transfer on the driver (ADR 0019) writes what the ORM path writes, on SQLite and
+PostgreSQL, and keeps its guarantees: a racing duplicate, funds under concurrency, limits,
+the balance cap, a transfer to oneself, and a transfer to another bank (pending)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import uuid
+from typing import Any
+
+import pytest
+from sqlmodel import col, select
+
+from mpaas.banking.ledger.check import check_ledger
+from mpaas.banking.ledger.models import BankLimitUsage, BankTransferRequest, LedgerPosting, LedgerTransfer
+from mpaas.banking.transfers.driver import Driver
+from mpaas.banking.transfers.limits import DEFAULT_CLASSES, ClassLimits, Limits
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgres" and not os.environ.get("MPAAS_TEST_DATABASE_URL"):
+        pytest.skip("MPAAS_TEST_DATABASE_URL is not set")
+    return str(request.param)
+
+
+async def rows_of(bank: Any, transfer_id: str) -> dict[str, Any]:
+    """What one transfer left in every table, without ids, keys and times (their kinds kept)."""
+    async with bank.transfers.db.read() as s:
+        t = (await s.exec(select(LedgerTransfer).where(LedgerTransfer.transfer_id == transfer_id))).one()
+        legs = (
+            await s.exec(
+                select(LedgerPosting).where(LedgerPosting.transfer_pk == t.id).order_by(col(LedgerPosting.id))
+            )
+        ).all()
+        r = (
+            await s.exec(select(BankTransferRequest).where(BankTransferRequest.transfer_id == transfer_id))
+        ).one()
+    transfer = t.model_dump(exclude={"id", "transfer_id", "created_at", "resolved_at", "timeout_at"})
+    transfer["times"] = [type(v).__name__ for v in (t.created_at, t.resolved_at, t.timeout_at)]
+    transfer["same_moment"] = t.resolved_at in (None, t.created_at)
+    request = r.model_dump(
+        exclude={"id", "idempotency_key", "transfer_id", "decision_id", "created_at", "updated_at"}
+    )
+    response = dict(request.pop("response"))
+    assert response.pop("transfer_id") == transfer_id
+    assert response.pop("decision_id") == r.decision_id
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", response.pop("created_at"))
+    request["response"] = response
+    plan = dict(request["request"]["plan"])
+    assert plan.pop("transfer_id") == transfer_id
+    request["request"] = {**request["request"], "plan": plan}
+    request["times"] = [type(r.created_at).__name__, r.created_at == r.updated_at]
+    return {
+        "transfer": transfer,
+        "postings": [
+            (p.account_id, p.amount, type(p.posted_at).__name__, p.posted_at == t.created_at) for p in legs
+        ],
+        "request": request,
+    }
+
+
+async def used(bank: Any, account_id: int) -> dict[str, int]:
+    async with bank.transfers.db.read() as s:
+        rows = (await s.exec(select(BankLimitUsage).where(BankLimitUsage.account_id == account_id))).all()
+    return {len(u.period): u.used for u in rows}  # 10: the day, 4: the year
+
+
+async def test_the_driver_writes_the_rows_the_orm_writes(bank: Any, backend: str) -> None:
+    assert isinstance(bank.transfers.driver, Driver)  # a file or PostgreSQL: the driver path
+    alice, bob = await bank.holder(funds=100_000), await bank.holder()
+    account = await bank.transfers.accounts.of_user(alice.user)
+    to_bank = {"bank": "ICBC", "account": "6222000011112222", "name": "Li"}
+    by_driver = [
+        await bank.send(alice, 1_234, to={"user_id": bob.user_id}, key="same-body", memo="rent"),
+        await bank.send(alice, 2_000, to=to_bank, key="same-body-2", memo="out"),
+    ]
+    assert all(r.ok for r in by_driver), [r.error for r in by_driver]
+    assert await used(bank, account.id) == {10: 3_234, 4: 3_234}
+    driver, bank.transfers.driver = bank.transfers.driver, None  # the ORM path, same app and accounts
+    try:
+        by_orm = [
+            await bank.send(alice, 1_234, to={"user_id": bob.user_id}, key="same-body-orm", memo="rent"),
+            await bank.send(alice, 2_000, to=to_bank, key="same-body-orm-2", memo="out"),
+        ]
+    finally:
+        bank.transfers.driver = driver
+    assert all(r.ok for r in by_orm), [r.error for r in by_orm]
+    assert await used(bank, account.id) == {10: 6_468, 4: 6_468}
+    for d, o in zip(by_driver, by_orm, strict=True):
+        blank = {"transfer_id": "", "decision_id": "", "created_at": ""}
+        assert d.result | blank == o.result | blank
+        assert await rows_of(bank, d.result["transfer_id"]) == await rows_of(bank, o.result["transfer_id"])
+    interbank = await rows_of(bank, by_driver[1].result["transfer_id"])  # pending, then the stand-in posts it
+    assert (interbank["transfer"]["kind"], by_driver[1].result["status"]) == ("interbank", "pending")
+    # a retry of the driver's request answers the first answer, a changed body is refused
+    again = await bank.send(alice, 1_234, to={"user_id": bob.user_id}, key="same-body", memo="rent")
+    assert again.result == by_driver[0].result
+    changed = await bank.send(alice, 1_235, to={"user_id": bob.user_id}, key="same-body", memo="rent")
+    assert (changed.code, changed.error["code"]) == (4001, "idempotency_key_reused")
+    assert (await bank.balance(alice))["balance"] == 100_000 - 2 * 1_234 - 2 * 2_000 + 0
+    assert (await check_ledger(bank.transfers.db)).clean
+
+
+async def test_racing_duplicates_and_funds_under_concurrency_on_the_driver(bank: Any, backend: str) -> None:
+    alice, bob = await bank.holder(funds=10_000), await bank.holder()
+    bank.risk.gate = asyncio.Event()
+    dupes = [
+        asyncio.create_task(bank.send(alice, 7_000, to={"user_id": bob.user_id}, key="racing-0001"))
+        for _ in range(3)
+    ]
+    while len(bank.risk.decided) < 3:
+        await asyncio.sleep(0)
+    bank.risk.gate.set()
+    results = await asyncio.gather(*dupes)
+    assert [r.code for r in results] == [1000, 1000, 1000]
+    assert len({r.result["transfer_id"] for r in results}) == 1
+    bank.risk.gate = None
+    storm = await asyncio.gather(
+        *(
+            bank.send(alice, 300, to={"user_id": bob.user_id}, key=f"storm-{uuid.uuid4().hex}")
+            for _ in range(16)
+        )
+    )
+    assert sum(r.ok for r in storm) == 10  # 3,000 left: ten of 300
+    assert {r.error["code"] for r in storm if not r.ok} == {"insufficient_funds"}
+    balance = await bank.balance(alice)
+    assert (balance["balance"], balance["available"]) == (0, 0)
+    assert (await check_ledger(bank.transfers.db)).clean
+
+
+async def test_refusals_on_the_driver_are_explained_and_stored(bank: Any, backend: str) -> None:
+    alice, carol = await bank.holder(funds=1_000_000), await bank.holder(account_class="III")
+    capped = await bank.send(alice, 200_001, to={"user_id": carol.user_id}, key="capped-0001")
+    assert (capped.code, capped.error["code"]) == (1001, "balance_cap_exceeded")
+    assert (
+        await bank.send(alice, 200_001, to={"user_id": carol.user_id}, key="capped-0001")
+    ).error == capped.error
+    over = await bank.send(
+        alice, 1_000_001, to={"user_id": carol.user_id}, key="limited-0001"
+    )  # Class II: 10,000/day
+    assert over.error["code"] == "transfer_limit_exceeded"
+    assert (await bank.send(alice, 999_999, to={"user_id": carol.user_id}, key="limited-0002")).error[
+        "code"
+    ] == ("balance_cap_exceeded")
+    to_self = await bank.send(alice, 10, to={"user_id": alice.user_id}, key="to-self-0001")
+    assert (to_self.code, to_self.error["code"]) == (4001, "account_not_found")
+    missing = await bank.send(alice, 10, to={"user_id": "u_0000000000000000"}, key="nobody-00001")
+    assert missing.error["code"] == "account_not_found"
+    account = await bank.transfers.accounts.of_user(alice.user)
+    assert await used(bank, account.id) == {}  # nothing counted by a refused transfer
+    assert (await bank.balance(alice))["balance"] == 1_000_000
+
+
+async def test_day_and_year_limits_on_the_driver(bank: Any, backend: str) -> None:
+    small = ClassLimits(day_out=1_000, year_out=1_500, bound_exempt=True)
+    bank.transfers.limits = Limits({**DEFAULT_CLASSES, "II": small}, bank.transfers.limits.timezone)
+    alice, bob = await bank.holder(funds=100_000), await bank.holder()
+    account = await bank.transfers.accounts.of_user(alice.user)
+    bank.env.banking.clock.fixed = 1_796_000_000.0  # a fixed day
+    assert (await bank.send(alice, 600, to={"user_id": bob.user_id})).ok
+    day = await bank.send(alice, 401, to={"user_id": bob.user_id})
+    assert (day.error["code"], day.error["detail"]) == (
+        "transfer_limit_exceeded",
+        {"period": "daily", "limit_fen": 1_000},
+    )
+    assert (await bank.send(alice, 400, to={"user_id": bob.user_id})).ok
+    bank.env.banking.clock.fixed += 86_400  # the next day, same year: the year's 1,500 is what is left
+    year = await bank.send(alice, 501, to={"user_id": bob.user_id})
+    assert (year.error["code"], year.error["detail"]) == (
+        "transfer_limit_exceeded",
+        {"period": "yearly", "limit_fen": 1_500},
+    )
+    async with bank.transfers.db.read() as s:
+        rows = (await s.exec(select(BankLimitUsage).where(BankLimitUsage.account_id == account.id))).all()
+    assert sorted((len(u.period), u.used) for u in rows) == [
+        (4, 1_000),
+        (10, 1_000),
+    ]  # nothing of the refusals
+    assert (await bank.balance(alice))["balance"] == 100_000 - 1_000
