@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -103,3 +105,25 @@ COMPAT = Path(__file__).resolve().parent / "compat"
 def segment_node() -> Path:
     """tests/analytics/compat with @segment/analytics-node installed."""
     return npm_installed(COMPAT, "to test with @segment/analytics-node")
+
+
+@pytest.fixture
+def node_sdk(segment_node: Path) -> Callable[[str, str, int], Awaitable[dict[str, Any]]]:
+    """Runs compat/send_events.js (@segment/analytics-node, unchanged) against ``host``; its result."""
+
+    async def send(host: str, write_key: str, count: int) -> dict[str, Any]:
+        config = json.dumps({"host": host, "writeKey": write_key, "count": count})
+        proc = await asyncio.create_subprocess_exec(
+            "node",
+            str(segment_node / "send_events.js"),
+            config,
+            cwd=segment_node,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+        assert proc.returncode == 0, (out + err).decode(errors="replace")
+        result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+        return result
+
+    return send

@@ -9,7 +9,6 @@ import json
 import threading
 import zlib
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -336,20 +335,10 @@ def test_the_key_cache_answers_without_a_query_only_when_it_knows() -> None:
 
 
 async def test_segment_analytics_node_against_the_listener(
-    port: int, keys: dict[str, str], load: Callable[[], Awaitable[DuckDbStore]], segment_node: Path
+    port: int, keys: dict[str, str], load: Callable[[], Awaitable[DuckDbStore]], node_sdk: Any
 ) -> None:
-    config = json.dumps({"host": f"http://127.0.0.1:{port}", "writeKey": keys["write"], "count": 60})
-    proc = await asyncio.create_subprocess_exec(
-        "node",
-        str(segment_node / "send_events.js"),
-        config,
-        cwd=segment_node,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode == 0, (out + err).decode(errors="replace")
-    assert json.loads(out.decode().strip().splitlines()[-1])["failures"] == []
+    result = await node_sdk(f"http://127.0.0.1:{port}", keys["write"], 60)
+    assert result["failures"] == []
     counts = (await load()).counts("bank")
     assert counts == {"Node 0": 20, "Node 1": 20, "Node 2": 20, "identify": 1, "Home": 1}
 

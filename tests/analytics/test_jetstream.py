@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -14,6 +17,7 @@ import nats
 import pytest
 
 from mpaas.analytics.errors import RetryLater
+from mpaas.analytics.ingest.listener import INGEST_SERVER
 from mpaas.analytics.spool.jetstream import JetStreamSpool
 from mpaas.settings import Settings
 from tests_support import free_port
@@ -42,7 +46,7 @@ async def stream() -> AsyncIterator[str]:
 
 @pytest.fixture
 def settings(analytics_settings: Callable[..., Settings], stream: str) -> Settings:
-    return analytics_settings(nats_url=NATS_URL, analytics_nats_stream=stream)
+    return analytics_settings(nats_url=NATS_URL, analytics_nats_stream=stream, ingest_port=0)
 
 
 async def stream_messages(name: str) -> int:
@@ -138,3 +142,35 @@ async def test_a_batch_that_was_not_committed_is_read_again(stream: str) -> None
         assert [r for r, _ in after.records] == ["js:4"]
     finally:
         await source.close()
+
+
+def batch(n: int) -> bytes:
+    events = [{"type": "track", "event": "Tapped", "userId": "u", "messageId": f"j-{i}"} for i in range(n)]
+    return json.dumps({"batch": events}).encode()
+
+
+def request(body: bytes, key: str) -> bytes:
+    basic = base64.b64encode(f"{key}:".encode()).decode()
+    head = f"POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {basic}\r\nContent-Length: {len(body)}\r\n\r\n"
+    return head.encode() + body
+
+
+async def test_the_ingest_listener_keeps_the_broker_dedupe_id(
+    client: Any, keys: dict[str, str], stream: str
+) -> None:
+    """The listener on a JetStream spool (no ``submit``): every request takes the path with
+    awaits, and a batch an SDK retries is stored once."""
+    server = client.app[INGEST_SERVER]
+    assert server.submit is None
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    for _ in range(2):  # an SDK retry: the same message ids
+        writer.write(request(batch(5), keys["write"]))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert await reader.readexactly(16) == b'{"success":true}'
+    writer.close()
+    nc = await nats.connect(NATS_URL)
+    try:
+        assert (await nc.jetstream().stream_info(stream)).state.messages == 1
+    finally:
+        await nc.close()

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pyarrow as pa
 import pytest
 
 from mpaas.analytics.catalog.checker import CatalogSnapshot
@@ -26,6 +25,8 @@ from mpaas.analytics.spool.record import SEGMENT, RecordHeader, encode
 from mpaas.analytics.store.base import LoadBatch, LoadResult
 from mpaas.analytics.store.duckdb import CHUNK_ROWS, DuckDbStore
 
+from .test_loader_equivalence import _rows
+
 CARD = "4111 1111 1111 1111"
 
 
@@ -37,15 +38,6 @@ def _record(batch: list[dict[str, Any]], rid: str) -> bytes:
 
 def _event(mid: str, **fields: Any) -> dict[str, Any]:
     return {"type": "track", "event": "Tap", "userId": "u1", "messageId": mid, **fields}
-
-
-def _rows(table: pa.Table) -> list[dict[str, Any]]:
-    out = table.to_pylist()
-    for row in out:
-        for key in ("properties", "context", "packages"):
-            if row.get(key) is not None:
-                row[key] = json.loads(row[key])
-    return sorted(out, key=lambda r: r["seq"])
 
 
 def test_contexts_shared_by_events_give_the_reference_rows() -> None:

@@ -6,7 +6,6 @@ import asyncio
 import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -64,22 +63,8 @@ async def test_segment_analytics_python(client: Any, keys: dict[str, str], load:
     ]
 
 
-async def test_segment_analytics_node(
-    client: Any, keys: dict[str, str], load: Any, segment_node: Path
-) -> None:
-    host = str(client.make_url("")).rstrip("/")
-    config = json.dumps({"host": host, "writeKey": keys["write"], "count": 100})
-    proc = await asyncio.create_subprocess_exec(
-        "node",
-        str(segment_node / "send_events.js"),
-        config,
-        cwd=segment_node,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode == 0, (out + err).decode(errors="replace")
-    result = json.loads(out.decode().strip().splitlines()[-1])
+async def test_segment_analytics_node(client: Any, keys: dict[str, str], load: Any, node_sdk: Any) -> None:
+    result = await node_sdk(str(client.make_url("")).rstrip("/"), keys["write"], 100)
     assert result["failures"] == []
     store = await load()
     expected = Counter(f"Node {i % 3}" for i in range(100))
