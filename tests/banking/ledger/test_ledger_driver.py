@@ -17,6 +17,8 @@ from mpaas.banking.ledger.check import check_ledger
 from mpaas.banking.ledger.models import BankLimitUsage, BankTransferRequest, LedgerPosting, LedgerTransfer
 from mpaas.banking.transfers.driver import Driver
 from mpaas.banking.transfers.limits import DEFAULT_CLASSES, ClassLimits, Limits
+from mpaas.gateway.codes import GatewayError
+from mpaas.gateway.operation import Call, Principal
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -182,3 +184,31 @@ async def test_day_and_year_limits_on_the_driver(bank: Any, backend: str) -> Non
         (10, 1_000),
     ]  # nothing of the refusals
     assert (await bank.balance(alice))["balance"] == 100_000 - 1_000
+
+
+async def test_the_user_of_a_call_reads_the_same_on_the_driver(bank: Any) -> None:
+    """``UserService.user_of`` (every logged-in call): on PostgreSQL one compiled statement on
+    asyncpg, on SQLite the ORM; both give the user the ORM reads, and refuse an unknown one."""
+    holder = await bank.holder(funds=100)
+    users = bank.env.banking.users
+    call = Call(
+        "bank",
+        "dev",
+        "com.bank.account.balance",
+        1,
+        "n",
+        "r",
+        None,
+        Principal("1", 2, "e_account", holder.user_id),
+    )
+    read = await users.user_of(call)
+    on_driver, users._read_user = users._read_user, None  # the ORM path, as SQLite runs it
+    try:
+        reference = await users.user_of(call)
+    finally:
+        users._read_user = on_driver
+    assert (on_driver is None) == (bank.env.banking.transfers.db.is_sqlite)
+    assert read.model_dump() == reference.model_dump() and read.card_last4 == holder.card[-4:]
+    call.principal = Principal("1", 2, "e_account", "u_nobody")
+    with pytest.raises(GatewayError):
+        await users.user_of(call)
