@@ -46,6 +46,9 @@ class Decision:
     reasons: tuple[Reason, ...]
     ruleset_version: str
     values: Mapping[str, Any]
+    #: The decision's record when the caller asked to store it in its own transaction
+    #: (``CelRiskEngine.decide(..., defer=True)``, an ``allow`` only); None once stored.
+    record: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 class RiskEngine(Protocol):
@@ -93,3 +96,14 @@ class ModelScorer(Protocol):
     async def active(self, scene: str, name: str) -> ActiveModel | None:
         """The model ``name`` active for ``scene`` (cached; reloaded when the risk epoch moves)."""
         ...
+
+
+class DefersRecords(Protocol):
+    """An engine that hands an ``allow``'s record back (``decide(..., defer=True)``) for the
+    caller to write in the transaction it allows, and stores it alone when that fails."""
+
+    defers_records: bool
+
+    async def decide(self, scene: str, context: RiskContext, *, defer: bool = False) -> Decision: ...
+
+    async def store_record(self, decision: Decision) -> None: ...

@@ -24,6 +24,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,7 +51,7 @@ from mpaas.banking.risk.monitoring import RiskMetrics, Tally, check_drift, utc
 from mpaas.banking.risk.rules import CompiledRuleSet, prune
 from mpaas.banking.risk.shadow import ShadowResults
 from mpaas.banking.risk.sqlite_lane import SqliteLane
-from mpaas.banking.risk.store import LIST_KINDS, Decisions, current_epoch, label, new_decision_id
+from mpaas.banking.risk.store import LIST_KINDS, Decisions, current_epoch, label, new_decision_id, record_of
 from mpaas.storage.db import Database
 
 log = logging.getLogger("mpaas.banking.risk")
@@ -160,13 +161,19 @@ class CelRiskEngine:
 
     # -- deciding -------------------------------------------------------------------------
 
-    async def decide(self, scene: str, context: RiskContext) -> Decision:
+    #: ``decide(..., defer=True)`` is understood (the transfers service asks for it).
+    defers_records = True
+
+    async def decide(self, scene: str, context: RiskContext, *, defer: bool = False) -> Decision:
+        """Decide and store the decision with the values it read. ``defer``: an ``allow`` is
+        not stored here but handed back in ``decision.record``, for the caller to insert in
+        the transaction it allows (one commit instead of two, ADR 0019), or to store with
+        :meth:`store_record` when that transaction does not commit."""
         compiled = await self._ruleset(scene)
         state = self._state
         if compiled is None:
             decision = Decision(new_decision_id(), "allow", 0.0, (), label(scene, "none"), {})
-            await self.decisions.store(scene, _subject(context), decision, {})
-            return decision
+            return await self._keep(decision, record_of(scene, _subject(context), decision, {}, None), defer)
         now = self.clock()
         shadow = state.shadows.get(scene)
         sets = [compiled] if shadow is None else [compiled, shadow]
@@ -183,7 +190,8 @@ class CelRiskEngine:
         case = None
         if result.action in CASE_ACTIONS:  # stored with the decision, in one transaction
             case = case_row(scene, subject, decision, entities_of(full))
-        await self.decisions.store(scene, subject, decision, dict(result.outcomes), model_version, case)
+        record = record_of(scene, subject, decision, dict(result.outcomes), model_version)
+        decision = await self._keep(decision, record, defer and case is None, case)
         self._rule_tally.add(compiled.version, result.outcomes)
         self.metrics.rules(scene, result.outcomes, result.errors)
         if shadow is not None:
@@ -192,6 +200,19 @@ class CelRiskEngine:
                 shadow_inputs[FACTS] = facts
             self._spawn(self.shadow_results.evaluate(scene, shadow, shadow_inputs, decision))
         return decision
+
+    async def _keep(
+        self, decision: Decision, record: dict[str, Any], defer: bool, case: dict[str, Any] | None = None
+    ) -> Decision:
+        if defer and decision.action == "allow":
+            return replace(decision, record=record)
+        await self.decisions.store_row(record, case)
+        return decision
+
+    async def store_record(self, decision: Decision) -> None:
+        """Store a deferred decision's record (its transaction did not commit it)."""
+        if decision.record is not None:
+            await self.decisions.store_row(dict(decision.record))
 
     async def _context(
         self, scene: str, context: RiskContext, sets: list[CompiledRuleSet], now: float

@@ -255,19 +255,10 @@ class Decisions:
     ) -> None:
         """Insert the record, and ``case`` (a ``risk_cases`` row) with it in the same
         transaction when given; the caller answers only after."""
-        row = {
-            "id": decision.id,
-            "scene": scene,
-            "subject": subject,
-            "ruleset_version": decision.ruleset_version,
-            "action": decision.action,
-            "score": decision.score,
-            "reasons": [{"rule": r.rule, "weight": r.weight, "message": r.message} for r in decision.reasons],
-            "outcomes": outcomes,
-            "inputs": dict(decision.values),
-            "created_at": utcnow(),
-            "model_version": model_version,
-        }
+        await self.store_row(record_of(scene, subject, decision, outcomes, model_version), case)
+
+    async def store_row(self, row: dict[str, Any], case: dict[str, Any] | None = None) -> None:
+        """Insert a record made by :func:`record_of` (and its case)."""
         if self.lane is not None:
             rows = [(self._insert(DECISIONS, row), row)]
             if case is not None:
@@ -330,6 +321,32 @@ class Decisions:
             return list(
                 (await s.exec(query.order_by(col(RiskDecision.created_at).desc()).limit(limit))).all()
             )
+
+
+#: The columns of a decision's record, as :func:`record_of` fills them.
+RECORD_COLUMNS = (
+    "id", "scene", "subject", "ruleset_version", "action", "score", "reasons", "outcomes", "inputs",
+    "created_at", "model_version",
+)  # fmt: skip
+
+
+def record_of(
+    scene: str, subject: str | None, decision: Decision, outcomes: dict[str, str], model_version: str | None
+) -> dict[str, Any]:
+    """A decision's ``risk_decisions`` row (every column the engine writes)."""
+    return {
+        "id": decision.id,
+        "scene": scene,
+        "subject": subject,
+        "ruleset_version": decision.ruleset_version,
+        "action": decision.action,
+        "score": decision.score,
+        "reasons": [{"rule": r.rule, "weight": r.weight, "message": r.message} for r in decision.reasons],
+        "outcomes": outcomes,
+        "inputs": dict(decision.values),
+        "created_at": utcnow(),
+        "model_version": model_version,
+    }
 
 
 def new_decision_id() -> str:

@@ -28,6 +28,8 @@ from sqlalchemy import BigInteger, BindParameter, Integer, String, Table, bindpa
 from sqlalchemy.engine import Dialect
 
 from mpaas.banking.ledger.models import BankTransferRequest, LedgerTransfer
+from mpaas.banking.risk.models import RiskDecision
+from mpaas.banking.risk.store import RECORD_COLUMNS
 from mpaas.storage.compiled import Compiled
 
 # the SQLSTATE (22P02) is checked by the caller; the value is found in any server language
@@ -62,7 +64,10 @@ def _columns(table: str, model: type, prefix: str) -> tuple[list[str], str, str]
     return names, f"{table} ({', '.join(names)})", ", ".join(f":{prefix}{n}" for n in names)
 
 
-def chain_sql(pending: bool, debit_lower: bool) -> str:
+def chain_sql(pending: bool, debit_lower: bool, decision: bool = False) -> str:
+    """``decision``: the risk decision's record is inserted too (``d``), so an allowed transfer
+    and its decision commit together (a refused chain keeps neither; the caller stores the
+    decision alone then)."""
     side = "pending" if pending else "posted"
     order = [("debits", ":debit", DEBIT_OK), ("credits", ":credit", CREDIT_OK)]
     if not debit_lower:
@@ -89,11 +94,16 @@ def chain_sql(pending: bool, debit_lower: bool) -> str:
         )
     _, into, values = _columns("bank_transfer_requests", BankTransferRequest, "r_")
     ctes.append(f"r AS (INSERT INTO {into} SELECT {values} FROM hi RETURNING id)")
+    if decision:
+        names = ", ".join(RECORD_COLUMNS)
+        values = ", ".join(f":d_{c}" for c in RECORD_COLUMNS)
+        ctes.append(f"d AS (INSERT INTO risk_decisions ({names}) VALUES ({values}) RETURNING id)")
     return "WITH " + ",\n".join(ctes) + "\n" + STATUS
 
 
-def compile_chain(dialect: Dialect, pending: bool, debit_lower: bool) -> Compiled:
-    """The chain for one shape (pending or posted, which leg has the lower account id)."""
+def compile_chain(dialect: Dialect, pending: bool, debit_lower: bool, decision: bool = False) -> Compiled:
+    """The chain for one shape (pending or posted, which leg has the lower account id, with
+    or without the decision's record)."""
     binds: list[BindParameter[Any]] = [
         bindparam("debit", type_=Integer),
         bindparam("credit", type_=Integer),
@@ -113,7 +123,10 @@ def compile_chain(dialect: Dialect, pending: bool, debit_lower: bool) -> Compile
         for column in table.c:
             if column.name != "id":
                 binds.append(bindparam(prefix + column.name, type_=column.type))
-    stmt = text(chain_sql(pending, debit_lower)).bindparams(*binds)
+    if decision:
+        decisions = RiskDecision.__table__  # type: ignore[attr-defined]
+        binds += [bindparam("d_" + c, type_=decisions.c[c].type) for c in RECORD_COLUMNS]
+    stmt = text(chain_sql(pending, debit_lower, decision)).bindparams(*binds)
     return Compiled(stmt, dialect)
 
 

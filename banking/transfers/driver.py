@@ -40,7 +40,9 @@ from mpaas.banking.ledger.models import (
 )
 from mpaas.banking.ledger.service import credit_condition, debit_condition
 from mpaas.banking.models import BankUser
+from mpaas.banking.risk.models import RiskDecision
 from mpaas.banking.risk.sqlite_lane import SqliteLane
+from mpaas.banking.risk.store import RECORD_COLUMNS
 from mpaas.banking.transfers.chain import compile_chain, refused_step
 from mpaas.storage.compiled import Compiled
 from mpaas.storage.db import Database
@@ -112,10 +114,13 @@ class Statements:
         requests = BankTransferRequest.__table__  # type: ignore[attr-defined]
         columns_r = [c.name for c in requests.c if c.name != "id"]
         self.request = Compiled(insert(requests).values({c: bindparam(c) for c in columns_r}), dialect)
-        #: PostgreSQL: the whole transaction as one statement, by (pending, debit has the lower id)
-        self.chains: dict[tuple[bool, bool], Compiled] = {}
+        decisions = RiskDecision.__table__  # type: ignore[attr-defined]
+        self.decision = Compiled(insert(decisions).values({c: bindparam(c) for c in RECORD_COLUMNS}), dialect)
+        #: PostgreSQL: the whole transaction as one statement, by (pending, debit has the lower
+        #: id, with the risk decision's record)
+        self.chains: dict[tuple[bool, bool, bool], Compiled] = {}
         if dialect.name == "postgresql":
-            for key in ((False, False), (False, True), (True, False), (True, True)):
+            for key in [(p, d, r) for p in (False, True) for d in (False, True) for r in (False, True)]:
                 self.chains[key] = compile_chain(dialect, *key)
 
 
@@ -152,7 +157,9 @@ class Write:
     legs: Sequence[Step] = ()
     postings: Callable[[int], tuple[Any, ...]] | None = None
     request: tuple[Any, ...] = ()
-    chain: tuple[bool, bool] | None = None
+    #: the risk decision's record (SQLite; on PostgreSQL it is in the chain), or empty
+    decision: tuple[Any, ...] = ()
+    chain: tuple[bool, bool, bool] | None = None
     chain_args: tuple[Any, ...] = ()
     refusals: Mapping[str, Callable[[], Exception]] | None = None
 
@@ -264,3 +271,5 @@ def _sqlite_write(conn: sqlite3.Connection, st: Statements, work: Write) -> None
         if "bank_transfer_requests" in str(exc):
             raise DuplicateRequest() from exc
         raise
+    if work.decision:
+        conn.execute(st.decision.sql, work.decision)

@@ -3,7 +3,7 @@ transaction the driver runs for a new one (:func:`driver_write`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -134,10 +134,12 @@ def driver_write(
     now: datetime,
     timeout_at: datetime | None,
     request: dict[str, Any],
+    decision: Mapping[str, Any] | None = None,
 ) -> Write:
     """The driver's transaction for a new request: the same statements, in the same order, as
-    ``Limits.take``, ``Ledger.create`` and the request insert of the ORM path. ``when`` is None
-    when the limits do not count this transfer; a limit the amount alone exceeds raises here."""
+    ``Limits.take``, ``Ledger.create`` and the request insert of the ORM path, then the risk
+    decision's record when the engine deferred it. ``when`` is None when the limits do not
+    count this transfer; a limit the amount alone exceeds raises here."""
     if plan.amount <= 0 or plan.debit == plan.credit:  # as Ledger.create refuses it
         raise AccountNotFound("a transfer moves a positive amount between two accounts")
     rules = limits.rules(plan.account_class, when) if when is not None else []
@@ -180,7 +182,9 @@ def driver_write(
             refusals[step] = partial(LegRefused, account_id, which)
         values.update({f"t_{k}": v for k, v in transfer.items()})
         values.update({f"r_{k}": v for k, v in request.items()})
-        shape = (plan.external, legs[0][1] == "debits")
+        if decision is not None:
+            values.update({f"d_{k}": v for k, v in decision.items()})
+        shape = (plan.external, legs[0][1] == "debits", decision is not None)
         return Write(chain=shape, chain_args=st.chains[shape].args(values), refusals=refusals)
     steps: list[Step] = []
     for period, limit, name in rules:
@@ -200,7 +204,8 @@ def driver_write(
             values = {"pk": pk, "a1": debit, "n1": -amount, "a2": credit, "n2": amount, "now": now}
             return st.postings.args(values)
 
-    return Write(steps, st.transfer.args(transfer), leg_steps, postings, st.request.args(request))
+    kept = () if decision is None else st.decision.args(decision)
+    return Write(steps, st.transfer.args(transfer), leg_steps, postings, st.request.args(request), kept)
 
 
 def _same(refusal: Exception) -> Exception:

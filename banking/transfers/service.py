@@ -20,11 +20,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from mpaas.banking.errors import CodeRejected
@@ -35,12 +35,13 @@ from mpaas.banking.ledger.errors import (
     StepUpRequired,
     TransferDenied,
 )
-from mpaas.banking.ledger.models import BankTransferRequest, LedgerTransfer
-from mpaas.banking.ledger.service import PENDING, POSTED, VOIDED, Ledger, Move, rowcount
+from mpaas.banking.ledger.models import BankTransferRequest
+from mpaas.banking.ledger.service import PENDING, POSTED, Ledger, Move, rowcount
 from mpaas.banking.models import BankUser
-from mpaas.banking.risk.decision import RiskContext, RiskEngine
+from mpaas.banking.risk.decision import Decision, DefersRecords, RiskContext, RiskEngine
 from mpaas.banking.transfers.accounts import Accounts, user_code
 from mpaas.banking.transfers.clearing import ClearingOrder, ClearingSystem
+from mpaas.banking.transfers.clearing_answers import ClearingAnswers
 from mpaas.banking.transfers.driver import Driver, DuplicateRequest, LegRefused, TransferExistsHere
 from mpaas.banking.transfers.limits import Limits, Periods
 from mpaas.banking.transfers.plan import (
@@ -78,7 +79,7 @@ class _Raced(Exception):
     """Another process resumed the same held request first."""
 
 
-class TransferService:
+class TransferService(ClearingAnswers):
     def __init__(
         self,
         db: Database,
@@ -120,7 +121,11 @@ class TransferService:
             await self._open_accounts(user, req)  # first use: outside the session, then read again
         assert plan is not None
         context = risk_context(call, user, plan, req.context)
-        decision = await self.risk.decide("transfer", context)
+        if self.driver is not None and getattr(self.risk, "defers_records", False):
+            # an allow's record is written by the transfer's own transaction (ADR 0019)
+            decision = await cast(DefersRecords, self.risk).decide("transfer", context, defer=True)
+        else:
+            decision = await self.risk.decide("transfer", context)
         row = BankTransferRequest(
             user_pk=user.id,
             idempotency_key=req.idempotency_key,
@@ -138,7 +143,7 @@ class TransferService:
         if decision.action in ("challenge", "review"):
             row.status = AWAITING
             return await self._store_unexecuted(call, user, row, digest, None)
-        return await self._execute(user, plan, context, row, digest)
+        return await self._execute(user, plan, context, row, digest, decision)
 
     async def confirm(self, call: Call, user: BankUser, transfer_id: str, code: str) -> dict[str, Any]:
         """Step-up: the one-time code resumes the held request, exactly once."""
@@ -184,7 +189,13 @@ class TransferService:
             log.info("step-up code not sent", extra={"error": exc.code})
 
     async def _execute(
-        self, user: BankUser, plan: Plan, context: RiskContext, row: BankTransferRequest, digest: str
+        self,
+        user: BankUser,
+        plan: Plan,
+        context: RiskContext,
+        row: BankTransferRequest,
+        digest: str,
+        decision: Decision | None = None,
     ) -> dict[str, Any]:
         now = self.clock()
         when = self.limits.periods(now)
@@ -192,7 +203,7 @@ class TransferService:
         new = row.id is None
         try:
             if new and self.driver is not None:
-                response = await self._drive(plan, row, now, when if counted else None)
+                response = await self._drive(plan, row, now, when if counted else None, decision)
             else:
                 response = await self._write(row, plan, now, when, counted)
         except (IntegrityError, DuplicateRequest, _Raced):
@@ -251,24 +262,38 @@ class TransferService:
         return response
 
     async def _drive(
-        self, plan: Plan, row: BankTransferRequest, now: float, when: Periods | None
+        self,
+        plan: Plan,
+        row: BankTransferRequest,
+        now: float,
+        when: Periods | None,
+        decision: Decision | None,
     ) -> dict[str, Any]:
-        """A new request's transaction on the driver; what is rare goes back to the ORM."""
+        """A new request's transaction on the driver; what is rare goes back to the ORM. A
+        deferred risk decision is written in the same transaction, or alone when it fails."""
         assert self.driver is not None
         moment = at(now)
         status = PENDING if plan.external else POSTED
         response = new_answer(plan.transfer_id, status, moment, plan.memo, plan, row.decision_id)
         timeout_at = at(now + self.clearing_timeout) if plan.external else None
         values = request_values(row, settled_columns(response, when, moment), moment)
-        work = driver_write(self.driver.statements, self.limits, plan, when, moment, timeout_at, values)
+        record = None if decision is None else decision.record
+        committed = False
         try:
+            work = driver_write(
+                self.driver.statements, self.limits, plan, when, moment, timeout_at, values, record
+            )
             await self.driver.write(work)
+            committed = True
         except TransferExistsHere:  # a retry or a racer made this transfer id: the ORM answers
             return await self._write(row, plan, now, when or self.limits.periods(now), when is not None)
         except LegRefused as exc:
             async with self.db.read() as s:
                 await self.ledger.explain(s, exc.account_id, exc.which, plan.currency)
             raise InsufficientFunds("the balance does not cover this amount") from None
+        finally:
+            if not committed and record is not None:  # every decision is stored, allowed or not
+                await cast(DefersRecords, self.risk).store_record(cast(Decision, decision))
         return response
 
     async def _claim(self, s: AsyncSession, row: BankTransferRequest) -> None:
@@ -337,58 +362,3 @@ class TransferService:
             return make_plan(user, req, transfer_id, mine, (payee.public_id, payee_account.id), None)
         settlement = await self.ledger.bank_account(s, "settlement", req.currency)
         return make_plan(user, req, transfer_id, (account.id, account.account_class), None, settlement.id)
-
-    # Clearing answers and the sweep
-
-    async def on_clearing_answer(self, transfer_id: str, accepted: bool) -> str:
-        """Post or void a pending transfer; a repeated or late answer changes nothing, except
-        a late acceptance of a voided transfer, which is booked to the suspense account."""
-        now = at(self.clock())
-        async with self.db.write() as s:
-            resolved = await (self.ledger.post if accepted else self.ledger.void)(s, transfer_id, now)
-            if resolved is not None:
-                if not accepted:
-                    await self._give_back(s, resolved)
-                return "posted" if accepted else "voided"
-            current = await self.ledger.find(s, transfer_id)
-            if not accepted or current is None or current.status != VOIDED:
-                return "ignored"
-            late_id = f"late:{transfer_id}"[:64]
-            if await self.ledger.find(s, late_id) is not None:
-                return "ignored"
-            suspense = await self.ledger.bank_account(s, "suspense", current.currency)
-            assert suspense.id is not None
-            move = Move(
-                late_id,
-                suspense.id,
-                current.credit_account_id,
-                current.amount,
-                current.currency,
-                kind="late_clearing",
-                memo="accepted by clearing after the transfer was voided",
-            )
-            await self.ledger.create(s, [move], now)
-            log.warning(
-                "clearing accepted a voided transfer; booked to suspense", extra={"transfer_id": transfer_id}
-            )
-            return "suspense"
-
-    async def _give_back(self, s: AsyncSession, transfer: LedgerTransfer) -> None:
-        row = (
-            await s.exec(
-                select(BankTransferRequest).where(BankTransferRequest.transfer_id == transfer.transfer_id)
-            )
-        ).first()
-        if row is not None and row.limited and row.limit_day and row.limit_year:
-            await self.limits.give_back(
-                s, transfer.debit_account_id, transfer.amount, [row.limit_day, row.limit_year]
-            )
-
-    async def sweep(self) -> int:
-        """Void pending transfers whose clearing answer did not come in time; returns how many."""
-        async with self.db.session() as s:
-            due = await self.ledger.pending_due(s, at(self.clock()))
-        voided = 0
-        for transfer_id in due:
-            voided += await self.on_clearing_answer(transfer_id, False) == "voided"
-        return voided

@@ -15,8 +15,10 @@ from sqlmodel import col, select
 
 from mpaas.banking.ledger.check import check_ledger
 from mpaas.banking.ledger.models import BankLimitUsage, BankTransferRequest, LedgerPosting, LedgerTransfer
+from mpaas.banking.risk.models import RiskDecision
 from mpaas.banking.transfers.driver import Driver
 from mpaas.banking.transfers.limits import DEFAULT_CLASSES, ClassLimits, Limits
+from mpaas.banking.transfers.requests import transfer_id_for
 from mpaas.gateway.codes import GatewayError
 from mpaas.gateway.operation import Call, Principal
 
@@ -212,3 +214,52 @@ async def test_the_user_of_a_call_reads_the_same_on_the_driver(bank: Any) -> Non
     call.principal = Principal("1", 2, "e_account", "u_nobody")
     with pytest.raises(GatewayError):
         await users.user_of(call)
+
+
+@pytest.fixture
+def cel_engine(env: Any) -> Any:
+    """The app's own CEL engine, taken before ``bank`` swaps in the scripted one."""
+    return env.banking.transfers.risk
+
+
+async def test_an_allowed_transfer_and_its_decision_commit_together(
+    cel_engine: Any, bank: Any, backend: str
+) -> None:
+    """ADR 0019: the CEL engine hands an allow's record back and the transfer's transaction
+    writes it; when that transaction does not commit (a refusal after the allow), the
+    decision is stored alone. Every decision is stored exactly once either way."""
+    assert getattr(cel_engine, "defers_records", False)
+    bank.transfers.risk = cel_engine
+    alone_writes: list[str] = []
+    store_row = cel_engine.decisions.store_row
+
+    async def counted(row: dict[str, Any], case: Any = None) -> None:
+        alone_writes.append(row["id"])
+        await store_row(row, case)
+
+    cel_engine.decisions.store_row = counted
+    alice, bob = await bank.holder(funds=50_000), await bank.holder()
+
+    async def decisions(transfer_key: str) -> list[Any]:
+        transfer_id = transfer_id_for(alice.user.id, transfer_key)
+        async with bank.transfers.db.read() as s:
+            query = select(RiskDecision).where(RiskDecision.subject == transfer_id)
+            return list((await s.exec(query)).all())
+
+    sent = await bank.send(alice, 1_000, to={"user_id": bob.user_id}, key="with-decision-1")
+    assert sent.ok, sent.error
+    [kept] = await decisions("with-decision-1")
+    assert (kept.id, kept.action) == (sent.result["decision_id"], "allow")
+    assert kept.inputs["txn"]["amount"] == 1_000 and kept.outcomes and kept.created_at is not None
+    assert alone_writes == []  # written by the transfer's own transaction
+    for key, amount, code in (
+        ("no-funds-0001", 49_001, "insufficient_funds"),  # refused by the ledger, after the allow
+        ("over-limit-01", 1_000_001, "transfer_limit_exceeded"),  # refused before the write
+    ):
+        refused = await bank.send(alice, amount, to={"user_id": bob.user_id}, key=key)
+        assert refused.error["code"] == code
+        [alone] = await decisions(key)
+        assert alone.action == "allow" and alone.inputs["txn"]["amount"] == amount
+        assert alone_writes[-1] == alone.id
+    assert len(alone_writes) == 2
+    assert (await bank.balance(alice))["balance"] == 49_000
