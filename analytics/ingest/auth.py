@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import functools
 import time
 from collections.abc import Awaitable, Callable
@@ -49,7 +48,7 @@ def _basic_user(header: str) -> str | None:
     """Decoding is a pure function of the header: an SDK sends the same one every time."""
     try:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64 (binascii.Error), not ASCII, or not UTF-8 once decoded
         return None
     return decoded.partition(":")[0] or None
 

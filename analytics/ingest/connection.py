@@ -86,6 +86,8 @@ class IngestProtocol(asyncio.Protocol):
         self.paused = False
         self.writable: asyncio.Future[None] | None = None
         self.last_active = time.monotonic()
+        #: The client half-closed: answer the requests under way, then close.
+        self.eof = False
 
     # -- asyncio.Protocol ---------------------------------------------------------
 
@@ -116,6 +118,15 @@ class IngestProtocol(asyncio.Protocol):
             self.fail(error(refusal(400, "malformed_request", "protocol upgrades are not served here"), True))
         except httptools.HttpParserError:
             self.fail(error(refusal(400, "malformed_request", "the request is not valid HTTP/1.1"), True))
+
+    def eof_received(self) -> bool:
+        """A half-close after the request (legal HTTP/1.1): the answers under way are still
+        written (their records are being made durable), then the connection closes. A request
+        cut short by the EOF gets no answer."""
+        if not self.busy and not self.queue:
+            return False  # nothing to answer: the transport closes
+        self.eof = True
+        return True
 
     def pause_writing(self) -> None:
         loop = asyncio.get_running_loop()
@@ -326,7 +337,7 @@ class IngestProtocol(asyncio.Protocol):
         self.busy = False
         self.server.record(req.endpoint, status, time.perf_counter() - started)
         self._write(answer)
-        if not req.keep_alive or self.server.closing:
+        if not req.keep_alive or self.server.closing or (self.eof and not self.queue):
             self._close()
 
     def _next(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 from collections.abc import Awaitable, Callable
@@ -71,6 +72,24 @@ async def test_a_bad_write_key_is_a_401(client: Any, keys: dict[str, str], runti
         resp = await client.post("/v1/batch", json=body, headers=headers)
         assert resp.status == 401, (headers, body)
         assert_error(await resp.json(), "invalid_write_key")
+    assert runtime.spool.records == 0
+
+
+async def test_a_non_ascii_basic_header_is_a_401_not_a_500(client: Any, runtime: Any) -> None:
+    """Regression (found by the listener's fuzz test): base64 refuses non-ASCII text with a
+    ValueError that escaped as a 500 on both ports."""
+    body = b'{"batch":[{"type":"track","event":"e","userId":"u"}]}'
+    for value in (b"Basic \xc3\xa9abc", b"Basic 6Q==", b"Basic \xff"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+        writer.write(
+            b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: "
+            + value
+            + b"\r\nContent-Length: %d\r\n\r\n" % len(body)
+            + body
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        writer.close()
+        assert head.startswith(b"HTTP/1.1 401 "), (value, head)
     assert runtime.spool.records == 0
 
 

@@ -349,3 +349,13 @@ def test_the_ingest_port_setting_is_off_by_default_and_validated() -> None:
     for bad in ("abc", "70000", "-1"):
         with pytest.raises(ConfigError, match="MPAAS_INGEST_PORT"):
             Settings.from_env({"MPAAS_INGEST_PORT": bad})
+
+
+async def test_a_half_close_after_the_request_still_gets_the_answer(port: int, keys: dict[str, str]) -> None:
+    """Regression: the listener closed on the client's EOF before the fsync answered, so a
+    client that half-closes (legal in HTTP/1.1) never saw its 200 and retried."""
+    conn = await Conn.open(port)
+    await conn.send(request(batch(2), headers={"Authorization": auth(keys["write"])}) * 2)  # two, pipelined
+    conn.writer.write_eof()
+    assert (await conn.response())[0] == 200 and (await conn.response())[0] == 200
+    assert await conn.closed()
