@@ -5,29 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from mpaas.analytics.ingest.listener import INGEST_SERVER
-from mpaas.settings import Settings
 
-from .test_ingest_listener import auth, batch, post, request
+# the listener's app (SQLite, MPAAS_INGEST_PORT=0): the fixtures of its own tests
+from .test_ingest_listener import auth, backend, batch, post, request, settings  # noqa: F401
 
 #: What a refusal may be; 200 when a mutation left a valid request.
 MEANT = {200, 400, 401, 404, 405, 413, 415, 429, 431, 503}
 CASES = 150
-
-
-@pytest.fixture(params=["sqlite"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def settings(analytics_settings: Callable[..., Settings]) -> Settings:
-    return analytics_settings(ingest_port=0)
 
 
 def mutate(rng: random.Random, valid: bytes) -> bytes:
