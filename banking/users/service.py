@@ -135,7 +135,9 @@ class UserService:
     async def user_of(self, call: Call) -> BankUser:
         if call.principal is None or call.principal.user_id is None:
             raise GatewayError(ResultCode.LOGIN_REQUIRED, "log in with a phone number first")
-        user: BankUser | None
+        user: BankUser | None = call.principal.user  # read with the session, on this call
+        if user is not None:
+            return user
         if self._read_user is not None:
             async with self.db.driver_connection() as conn:
                 row = await self._read_user.fetchrow(conn, {"public_id": call.principal.user_id})

@@ -63,9 +63,11 @@ class SessionStore:
         # keeps the ORM (a lane here would be a third connection and thread per process).
         self.reader = None if db.is_sqlite else Reader.for_database(db, "sessions")
         s, a, u = BankSession.__table__, App.__table__, BankUser.__table__  # type: ignore[attr-defined]
+        #: the session, its app, and every column of its user (the Principal carries the user)
+        self.user_columns = [c.name for c in u.c]
         query = (
             core_select(s.c.id, s.c.device_id, s.c.revoked_at, s.c.expires_at, s.c.device_kid)
-            .add_columns(a.c.name, u.c.id, u.c.tier, u.c.public_id)
+            .add_columns(a.c.name, *u.c)
             .select_from(s.join(a, a.c.id == s.c.app_id).outerjoin(u, u.c.id == s.c.user_pk))
             .where(s.c.token_hash == bindparam("token_hash"))
         )
@@ -124,7 +126,9 @@ class SessionStore:
             got = await self.reader.fetchrow(self.lookup, {"token_hash": token_hash})
             if got is None:
                 return None
-            session_id, device_id, revoked_at, expires_at, kid, app_name, user_pk, tier, public_id = got
+            session_id, device_id, revoked_at, expires_at, kid, app_name = got[:6]
+            fields = dict(zip(self.user_columns, got[6:], strict=True))
+            user = None if fields["id"] is None else BankUser(**fields)
         else:
             async with self.db.read() as s:
                 found = (
@@ -145,18 +149,15 @@ class SessionStore:
                 row.expires_at,
                 row.device_kid,
             )
-            user_pk, tier, public_id = (
-                (user.id, user.tier, user.public_id) if user is not None else (None, None, None)
-            )
         if app_name != app or device_id != device or revoked_at is not None:
             return None
         if expires_at <= self.now():
             return None
         if kid is not None and kid != device_kid:
             return None
-        if user_pk is None or tier is None:
+        if user is None or user.tier is None:
             return Principal(str(session_id), LEVELS[VISITOR], VISITOR, None, kid)
-        return Principal(str(session_id), LEVELS[tier], tier, public_id, kid)
+        return Principal(str(session_id), LEVELS[user.tier], user.tier, user.public_id, kid, user)
 
     async def list_for_user(self, user_pk: int) -> list[BankSession]:
         async with self.db.session() as s:

@@ -26,6 +26,9 @@ class Principal:
     user_id: str | None = None
     #: The device key the session is bound to (its kid), if any.
     device_kid: str | None = None
+    #: The session store's own record of the user, read with the session on this call (the
+    #: banking user), so that handlers need not read it again; never kept across calls.
+    user: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(slots=True)

@@ -214,6 +214,18 @@ async def test_the_user_of_a_call_reads_the_same_on_the_driver(bank: Any) -> Non
     call.principal = Principal("1", 2, "e_account", "u_nobody")
     with pytest.raises(GatewayError):
         await users.user_of(call)
+    # a gateway call's principal carries the user its session lookup read: no second read
+    token = holder.client.session
+    assert token is not None
+    principal = await bank.env.banking.sessions.resolve(
+        "bank", holder.client.device, token, holder.client.device_kid
+    )
+    assert principal is not None and principal.user.model_dump() == reference.model_dump()
+    users._read_user, users.db = None, None  # a read now would fail
+    try:
+        assert (await users.user_of(Call("bank", "d", "o", 1, "n", "r", None, principal))) is principal.user
+    finally:
+        users._read_user, users.db = on_driver, bank.transfers.db
 
 
 @pytest.fixture
