@@ -25,6 +25,9 @@ MAX_HEAD = 16 * 1024
 #: Requests parsed ahead of the one being answered before reading pauses.
 MAX_PIPELINE = 8
 IDLE_SECONDS = 75.0
+#: A request must arrive whole within this long of its first byte (a client trickling its
+#: head or body a byte at a time would otherwise hold the connection for ever: slowloris).
+REQUEST_SECONDS = 60.0
 _HEADERS_OF_INTEREST = frozenset(
     {
         b"authorization",
@@ -88,6 +91,8 @@ class IngestProtocol(asyncio.Protocol):
         self.last_active = time.monotonic()
         #: The client half-closed: answer the requests under way, then close.
         self.eof = False
+        #: When the request being read began (its first byte), for REQUEST_SECONDS.
+        self.req_started = 0.0
 
     # -- asyncio.Protocol ---------------------------------------------------------
 
@@ -140,6 +145,7 @@ class IngestProtocol(asyncio.Protocol):
     # -- httptools callbacks --------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self.req_started = time.monotonic()
         self.req = _Request(self.server.refused_wire)
         self.url = b""
         self.head_size = 0

@@ -35,7 +35,8 @@ from typing import Any
 from aiohttp import web
 
 from mpaas.analytics.ingest import routes
-from mpaas.analytics.ingest.connection import IDLE_SECONDS, IngestProtocol
+from mpaas.analytics.ingest.answers import error, refusal
+from mpaas.analytics.ingest.connection import IDLE_SECONDS, REQUEST_SECONDS, IngestProtocol
 from mpaas.analytics.runtime import AnalyticsRuntime
 from mpaas.errors import PayloadTooLarge
 from mpaas.settings import Settings
@@ -87,13 +88,20 @@ class IngestServer:
         stats.record(status, seconds)
 
     async def _sweep(self) -> None:
-        """Close connections idle for :data:`IDLE_SECONDS` (keep-alive, or a stalled head)."""
         while True:
             await asyncio.sleep(IDLE_SECONDS / 5)
-            cutoff = time.monotonic() - IDLE_SECONDS
-            for conn in list(self.connections):
-                if not conn.busy and conn.last_active < cutoff:
-                    conn._close()
+            self.sweep_once(time.monotonic())
+
+    def sweep_once(self, now: float) -> None:
+        """Close connections idle for :data:`IDLE_SECONDS` (keep-alive, or a stalled head), and
+        answer 408 to a request not whole :data:`REQUEST_SECONDS` after its first byte."""
+        for conn in list(self.connections):
+            if conn.busy:
+                continue
+            if conn.req is not None and now - conn.req_started > REQUEST_SECONDS:
+                conn.fail(error(refusal(408, "request_timeout", "the request did not arrive in time"), True))
+            elif conn.last_active < now - IDLE_SECONDS:
+                conn._close()
 
     async def close(self, timeout: float = 10.0) -> None:
         """Stop accepting, let the requests under way be answered, then close every connection."""

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from mpaas.analytics.ingest.auth import KeyCache, Sender
-from mpaas.analytics.ingest.connection import MAX_HEAD
+from mpaas.analytics.ingest.connection import MAX_HEAD, REQUEST_SECONDS
 from mpaas.analytics.ingest.listener import INGEST_SERVER
 from mpaas.analytics.runtime import AnalyticsRuntime, spool_dir
 from mpaas.analytics.spool import record
@@ -359,3 +359,22 @@ async def test_a_half_close_after_the_request_still_gets_the_answer(port: int, k
     conn.writer.write_eof()
     assert (await conn.response())[0] == 200 and (await conn.response())[0] == 200
     assert await conn.closed()
+
+
+async def test_a_request_trickled_too_slowly_gets_a_408(client: Any, port: int) -> None:
+    """Slowloris: a request not whole REQUEST_SECONDS after its first byte is answered 408 and
+    the connection closed, however often bytes keep coming; a whole idle keep-alive is not."""
+    server = client.app[INGEST_SERVER]
+    slow, idle = await Conn.open(port), await Conn.open(port)
+    await slow.send(b"POST /v1/batch HTTP/1.1\r\nHost: x\r\n")  # the head, never finished
+    await asyncio.sleep(0)
+    while len(server.connections) < 2 or not any(c.req is not None for c in server.connections):
+        await asyncio.sleep(0.01)
+    started = min(c.req_started for c in server.connections if c.req is not None)
+    server.sweep_once(started + REQUEST_SECONDS - 1)  # in time: nothing happens
+    server.sweep_once(started + REQUEST_SECONDS + 1)
+    status, _, body = await slow.response()
+    assert status == 408 and json.loads(body)["error"]["code"] == "request_timeout"
+    assert await slow.closed()
+    assert len(server.connections) == 1  # the idle one stays until IDLE_SECONDS
+    idle.close()
