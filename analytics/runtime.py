@@ -105,9 +105,16 @@ class AnalyticsRuntime:
         self, source: str, endpoint: str, sender: Sender, raw: bytes, dedupe_id: str = ""
     ) -> None:
         """Make a raw batch durable; returns when the spool says it is."""
+        await self.spool.append(*self.record(source, endpoint, sender, raw, dedupe_id))
+
+    def record(
+        self, source: str, endpoint: str, sender: Sender, raw: bytes, dedupe_id: str = ""
+    ) -> tuple[list[bytes], str]:
+        """A spool record's parts (its header, the raw batch) and its dedupe id (the batch's,
+        else the record's own id)."""
         rid = record_ids.next()
         head = header_line(source, endpoint, sender.app, sender.channel, now_ms(), rid)
-        await self.spool.append([head, raw], dedupe_id or rid)
+        return [head, raw], dedupe_id or rid
 
     async def start(self, *, loader: bool) -> None:
         await self.spool.start()

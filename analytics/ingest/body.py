@@ -27,16 +27,27 @@ def allowed_wire_size(limit: int) -> int:
     return limit + limit // 64 + 1024
 
 
+def check_encoding(value: str) -> str:
+    """The body's content coding, normalised (``identity`` is none); 415 when it is not one
+    the ingest reads."""
+    encoding = value.strip().lower()
+    if encoding not in ENCODINGS:
+        raise UnsupportedEncoding(f"Content-Encoding {encoding[:32]!r} is not supported; use gzip or none")
+    return "" if encoding == "identity" else encoding
+
+
+def wire_limit(limit: int, encoding: str) -> int:
+    """The largest body on the wire that may decode within ``limit``."""
+    return limit if not encoding else allowed_wire_size(limit)
+
+
 async def read_body(
     request: web.Request, limit: int, too_large: type[PayloadTooLarge] = BatchTooLarge
 ) -> bytes:
     """The decoded body, at most ``limit`` bytes; ``too_large`` (a 413) beyond that."""
-    encoding = request.headers.get("Content-Encoding", "").strip().lower()
-    if encoding not in ENCODINGS:
-        raise UnsupportedEncoding(f"Content-Encoding {encoding[:32]!r} is not supported; use gzip or none")
+    encoding = check_encoding(request.headers.get("Content-Encoding", ""))
     declared = request.content_length
-    wire_limit = limit if encoding in ("", "identity") else allowed_wire_size(limit)
-    if declared is not None and declared > wire_limit:
+    if declared is not None and declared > wire_limit(limit, encoding):
         raise too_large(f"the body is {declared} bytes; the limit is {limit} bytes")
     chunks: list[bytes] = []
     total = 0

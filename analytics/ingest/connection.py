@@ -14,6 +14,7 @@ import httptools
 from mpaas.analytics.errors import RetryLater
 from mpaas.analytics.ingest import routes
 from mpaas.analytics.ingest.answers import error, ok, refusal
+from mpaas.analytics.ingest.body import check_encoding, wire_limit
 from mpaas.errors import MpaasError, PayloadTooLarge
 
 if TYPE_CHECKING:
@@ -195,11 +196,11 @@ class IngestProtocol(asyncio.Protocol):
             req.wire = req.limit
         else:
             try:
-                req.encoding = routes.check_encoding(coding.decode("latin-1"))
+                req.encoding = check_encoding(coding.decode("latin-1"))
             except MpaasError as exc:
                 req.refused = exc
                 return
-            req.wire = routes.wire_limit(req.limit, req.encoding)
+            req.wire = wire_limit(req.limit, req.encoding)
         length = headers.get(b"content-length")
         if length is not None and int(length) > req.wire:  # llhttp checked that it is a number
             raise _Refused(

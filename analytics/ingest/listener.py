@@ -36,6 +36,7 @@ from aiohttp import web
 
 from mpaas.analytics.ingest import routes
 from mpaas.analytics.ingest.answers import error, refusal
+from mpaas.analytics.ingest.body import allowed_wire_size
 from mpaas.analytics.ingest.connection import IDLE_SECONDS, REQUEST_SECONDS, IngestProtocol
 from mpaas.analytics.runtime import AnalyticsRuntime
 from mpaas.errors import PayloadTooLarge
@@ -65,7 +66,7 @@ class IngestServer:
             for path, (endpoint, single) in routes.ROUTES.items()
         }
         #: What a request refused before its body (404, 405, 415) may send before it is cut off.
-        self.refused_wire = routes.allowed_wire_size(runtime.max_batch)
+        self.refused_wire = allowed_wire_size(runtime.max_batch)
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
         loop = asyncio.get_running_loop()
