@@ -180,38 +180,11 @@ class DuplicateRequest(Exception):
     """The request row's unique key (user and idempotency key) was taken by a racer."""
 
 
-class Reader:
-    """One-row reads on the driver: asyncpg under a connection of the engine's pool, or a
-    SQLite lane's connection; :meth:`for_database` is None for SQLite in memory."""
-
-    def __init__(self, db: Database, lane: SqliteLane | None) -> None:
-        self.db, self.lane = db, lane
-
-    @classmethod
-    def for_database(cls, db: Database, name: str) -> Reader | None:
-        if not db.is_sqlite:
-            return cls(db, None)
-        lane = SqliteLane.open(db, name=name)
-        return None if lane is None else cls(db, lane)
-
-    async def fetchrow(self, stmt: Compiled, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        """The first row of ``stmt`` (autocommit), converted as SQLAlchemy converts it."""
-        if self.lane is not None:
-            args, sql = stmt.args(values), stmt.sql
-            return stmt.row(await self.lane.read(lambda conn: conn.execute(sql, args).fetchone()))
-        async with self.db.driver_connection() as conn:
-            return await stmt.fetchrow(conn, values)
-
-    async def close(self) -> None:
-        if self.lane is not None:
-            await self.lane.close()
-
-
-class Driver(Reader):
+class Driver:
     """Runs :class:`Statements` on asyncpg (PostgreSQL) or a SQLite lane."""
 
     def __init__(self, db: Database, lane: SqliteLane | None) -> None:
-        super().__init__(db, lane)
+        self.db, self.lane = db, lane
         self.statements = Statements(db.engine.dialect)
 
     @classmethod
@@ -221,6 +194,17 @@ class Driver(Reader):
             return cls(db, None)
         lane = SqliteLane.open(db, name=name)
         return None if lane is None else cls(db, lane)
+
+    async def fetchrow(self, stmt: Compiled, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """The first row of ``stmt`` (autocommit), converted as SQLAlchemy converts it."""
+        if self.lane is None:
+            return await self.db.fetchrow(stmt, values)
+        args, sql = stmt.args(values), stmt.sql
+        return stmt.row(await self.lane.read(lambda conn: conn.execute(sql, args).fetchone()))
+
+    async def close(self) -> None:
+        if self.lane is not None:
+            await self.lane.close()
 
     async def read(self, values: Mapping[str, Any]) -> Found:
         row = await self.fetchrow(self.statements.read, values)

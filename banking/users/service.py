@@ -139,8 +139,7 @@ class UserService:
         if user is not None:
             return user
         if self._read_user is not None:
-            async with self.db.driver_connection() as conn:
-                row = await self._read_user.fetchrow(conn, {"public_id": call.principal.user_id})
+            row = await self.db.fetchrow(self._read_user, {"public_id": call.principal.user_id})
             user = None if row is None else BankUser(**dict(zip(self._user_columns, row, strict=True)))
         else:
             async with self.db.read() as s:

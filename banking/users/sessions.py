@@ -24,7 +24,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from mpaas.banking.errors import SessionNotFound
 from mpaas.banking.models import BankSession, BankUser
-from mpaas.banking.transfers.driver import Reader
 from mpaas.banking.users.tiers import LEVELS, VISITOR
 from mpaas.gateway.operation import Principal
 from mpaas.identity.models import App
@@ -61,7 +60,7 @@ class SessionStore:
         self.db, self.lifetime, self.clock = db, timedelta(days=days), clock
         # PostgreSQL: the per-call lookup on asyncpg, one compiled statement (ADR 0019); SQLite
         # keeps the ORM (a lane here would be a third connection and thread per process).
-        self.reader = None if db.is_sqlite else Reader.for_database(db, "sessions")
+        self.on_driver = not db.is_sqlite
         s, a, u = BankSession.__table__, App.__table__, BankUser.__table__  # type: ignore[attr-defined]
         #: the session, its app, and every column of its user (the Principal carries the user)
         self.user_columns = [c.name for c in u.c]
@@ -122,8 +121,8 @@ class SessionStore:
         if not token.startswith(TOKEN_PREFIX):
             return None
         token_hash = hash_token(token)
-        if self.reader is not None:
-            got = await self.reader.fetchrow(self.lookup, {"token_hash": token_hash})
+        if self.on_driver:
+            got = await self.db.fetchrow(self.lookup, {"token_hash": token_hash})
             if got is None:
                 return None
             session_id, device_id, revoked_at, expires_at, kid, app_name = got[:6]

@@ -198,8 +198,7 @@ class KeyStore:
         found: tuple[Any, ...] | None
         async with self._lookups:
             if self._device_read is not None:
-                async with self.db.driver_connection() as conn:
-                    found = await self._device_read.fetchrow(conn, {"app": app, "device": device})
+                found = await self.db.fetchrow(self._device_read, {"app": app, "device": device})
             else:
                 async with self.db.read() as s:
                     row = (

@@ -39,7 +39,3 @@ class Compiled:
         return tuple(
             values[n] if p is None else p(values[n]) for n, p in zip(self.names, self.processors, strict=True)
         )
-
-    async def fetchrow(self, conn: Any, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        """The first row on an asyncpg connection (:meth:`Database.driver_connection`), converted."""
-        return self.row(await conn.fetchrow(self.sql, *self.args(values)))

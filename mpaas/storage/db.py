@@ -8,7 +8,7 @@ tables are never created with ``metadata.create_all`` outside tests of migration
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from mpaas.settings import Settings
+from mpaas.storage.compiled import Compiled
 
 
 def utcnow() -> datetime:
@@ -136,6 +137,12 @@ class Database:
             finally:
                 if conn is not None and conn.is_in_transaction():
                     await sa_conn.invalidate()
+
+    async def fetchrow(self, stmt: Compiled, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """PostgreSQL: the first row of a compiled read on the driver (autocommit), converted
+        as SQLAlchemy converts it; None when there is none."""
+        async with self.driver_connection() as conn:
+            return stmt.row(await conn.fetchrow(stmt.sql, *stmt.args(values)))
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
