@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import secrets
@@ -54,6 +55,8 @@ class Run:
     #: server-process CPU ms per completed call over the whole run (warm-up included), less
     #: what the idle server spends on background tasks in the same time
     cpu_ms: float = float("nan")
+    #: this (the client's) process's CPU ms per completed call
+    client_cpu_ms: float = float("nan")
     #: the measured calls' latencies (ms), pooled when rounds are merged
     latencies: list[float] = field(default_factory=list)
     #: transactions/s of each round, when rounds are merged
@@ -73,16 +76,20 @@ def free_port() -> int:
 
 
 def start_server(env: dict[str, str], port: int, workers: int = 1) -> subprocess.Popen[bytes]:
+    # stderr goes to a file: a pipe nobody reads fills up (64 KB) and then blocks the server
+    # at its next write (the development SMS provider prints each step-up code there)
+    log = open(Path(env["MPAAS_DATA_DIR"]).parent / f"server-{port}.stderr", "w+b")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "mpaas.cli.main", "server", "--port", str(port), "--workers", str(workers)],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
     deadline = time.monotonic() + 60
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"mpaas server exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            log.seek(0)
+            raise RuntimeError(f"mpaas server exited: {log.read().decode(errors='replace')[-2000:]}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
                 return proc
@@ -130,11 +137,21 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 async def drive(
-    name: str, url: str, seeded: Seeded, senders: int, clients: int, seconds: float, warmup: float
+    name: str,
+    url: str,
+    seeded: Seeded,
+    senders: int,
+    clients: int,
+    seconds: float,
+    warmup: float,
+    lean: bool = True,
 ) -> Run:
     """``clients`` workers, one call at a time each, from a random funded sender to a random holder;
-    the calls that complete inside the measured window (after the warm-up) count."""
+    the calls that complete inside the measured window (after the warm-up) count. ``lean``: the
+    requests go out on :class:`transfers_client.LeanConnection` (the same bytes, less client CPU)
+    instead of aiohttp's client."""
     import aiohttp
+    from transfers_client import LeanConnection
 
     from mpaas.banking.client import GatewayClient
 
@@ -146,7 +163,10 @@ async def drive(
     measure_from = time.perf_counter() + warmup
     stop_at = measure_from + seconds
 
+    host, port = url.removeprefix("http://").split(":")
+
     async def worker(http: aiohttp.ClientSession) -> None:
+        connection = LeanConnection(host, int(port))
         while time.perf_counter() < stop_at:
             i, j = rng.randrange(senders), rng.randrange(n - 1)
             j += j >= i
@@ -174,16 +194,23 @@ async def drive(
                 },
             }
             started = time.perf_counter()
-            result = await client.call("com.bank.transfer.create", params)
+            if lean:
+                body = json.dumps(params, separators=(",", ":")).encode()
+                result = await connection.post(body, client.headers("com.bank.transfer.create", 1, body))
+            else:
+                result = await client.call("com.bank.transfer.create", params)
             ended = time.perf_counter()
             completed[0] += 1
             if measure_from <= ended <= stop_at:  # completed inside the measured window
                 latencies.append((ended - started) * 1000)
                 codes[result.code] = codes.get(result.code, 0) + 1
+        await connection.close()
 
     connector = aiohttp.TCPConnector(limit=clients)
+    cpu_started = time.process_time()
     async with aiohttp.ClientSession(connector=connector) as http:
         await asyncio.gather(*(worker(http) for _ in range(clients)))
+    client_cpu = time.process_time() - cpu_started
     done = codes.get(1000, 0)
     run = Run(
         name,
@@ -195,6 +222,7 @@ async def drive(
         latencies=latencies,
     )
     run.cpu_ms = float(completed[0])  # the caller turns the count into CPU per call
+    run.client_cpu_ms = client_cpu * 1000 / completed[0] if completed[0] else float("nan")
     return run
 
 
@@ -208,6 +236,7 @@ def merge(name: str, rounds: list[Run]) -> Run:
             codes[code] = codes.get(code, 0) + count
     done = sum(r.done for r in rounds)
     cpu = sum(r.cpu_ms * r.done for r in rounds) / done if done else float("nan")
+    client_cpu = sum(r.client_cpu_ms * r.done for r in rounds) / done if done else float("nan")
     merged = Run(
         name,
         done,
@@ -215,8 +244,9 @@ def merge(name: str, rounds: list[Run]) -> Run:
         percentile(latencies, 0.5),
         percentile(latencies, 0.99),
         codes,
-        cpu,
-        latencies,
+        cpu_ms=cpu,
+        client_cpu_ms=client_cpu,
+        latencies=latencies,
     )
     merged.round_tps = [r.tps for r in rounds]
     return merged
@@ -239,18 +269,21 @@ def report(
             if args.redis
             else "without Redis (nonces, buckets and risk counters in SQL); "
         )
-        + f"{args.clients} clients in one asyncio process (aiohttp, HMAC signing); "
+        + f"{args.clients} clients in one asyncio process ("
+        + ("HTTP/1.1 on asyncio streams, bench/transfers_client.py" if args.client == "lean" else "aiohttp")
+        + ", HMAC signing); "
         f"pgbench: `-c {args.clients} -j 2 -T 5`, scale 1.",
         "",
-        "| run | transactions/s | × pgbench | p50 ms | p99 ms | server CPU ms a call | answers |",
-        "|---|---:|---:|---:|---:|---:|---|",
-        f"| pgbench tpcb-like | {pg['tps']:,.0f} | 1.00 | {pg['p50']:.2f} | {pg['p99']:.2f} | - | - |",
+        "| run | transactions/s | × pgbench | p50 ms | p99 ms | server CPU ms a call | client CPU ms a call "
+        "| answers |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+        f"| pgbench tpcb-like | {pg['tps']:,.0f} | 1.00 | {pg['p50']:.2f} | {pg['p99']:.2f} | - | - | - |",
     ]
     for run in runs.values():
         answers = ", ".join(f"{code}: {count}" for code, count in sorted(run.codes.items()))
         lines.append(
             f"| {run.name} | {run.tps:,.0f} | {run.tps / pg['tps']:.2f} | {run.p50:.2f} | {run.p99:.2f} "
-            f"| {run.cpu_ms:.1f} | {answers} |"
+            f"| {run.cpu_ms:.1f} | {run.client_cpu_ms:.2f} | {answers} |"
         )
     lines += [
         "",
@@ -290,6 +323,12 @@ def main() -> int:
         "it; the bench empties this database (FLUSHDB) before each run; '' keeps them in SQL",
     )
     ap.add_argument("--workers", type=int, default=2, help="server processes (mpaas server --workers)")
+    ap.add_argument(
+        "--client",
+        choices=("lean", "aiohttp"),
+        default="lean",
+        help="the load generator's HTTP client (bench/transfers_client.py; aiohttp: the earlier runs')",
+    )
     ap.add_argument("--write-doc", action="store_true")
     args = ap.parse_args()
     binary = pgbench_path()
@@ -337,7 +376,18 @@ def main() -> int:
             idle = idle_cpu_rate(procs[-1].pid)
             cpu_before, run_started = cpu_seconds(procs[-1].pid), time.monotonic()
             senders = min(args.senders, args.accounts)
-            run = asyncio.run(drive(name, url, seeded, senders, args.clients, args.seconds, args.warmup))
+            run = asyncio.run(
+                drive(
+                    name,
+                    url,
+                    seeded,
+                    senders,
+                    args.clients,
+                    args.seconds,
+                    args.warmup,
+                    lean=args.client == "lean",
+                )
+            )
             calls = run.cpu_ms  # drive() left the number of completed calls here
             used = cpu_seconds(procs[-1].pid) - cpu_before - idle * (time.monotonic() - run_started)
             run.cpu_ms = used * 1000 / calls if calls else float("nan")

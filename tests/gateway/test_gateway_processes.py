@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from mpaas.banking.client import GatewayClient
-from tests_support import Server, cli, cli_env
+from tests_support import Server, cli, cli_env, free_port
 
 
 @pytest.fixture
@@ -26,7 +26,8 @@ def two_servers(tmp_path: Path, redis_url: str) -> Iterator[tuple[list[Server], 
         "MPAAS_PUSH_WORKER": "false",
     }
     token = cli(["init"], env).stdout.strip()
-    servers = [Server(env), Server(env | {"MPAAS_PORT": str(int(env["MPAAS_PORT"]) + 1)})]
+    # Each its own free port: the next port up may be taken (CI failure of 2026-12-05: "server exited").
+    servers = [Server(env), Server(env | {"MPAAS_PORT": str(free_port())})]
     try:
         with ThreadPoolExecutor(2) as pool:  # start both at once
             list(pool.map(Server.start, servers))

@@ -8,11 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 def assert_error(body: Any, code: str) -> None:
@@ -59,22 +60,34 @@ class Server:
         self.env = env
         self.url = f"http://127.0.0.1:{env['MPAAS_PORT']}"
         self.proc: subprocess.Popen[bytes] | None = None
+        #: the server's stderr while it runs (a fresh file at each start, closed by stop())
+        self._stderr: IO[bytes] | None = None
 
     def start(self) -> None:
+        if self._stderr is not None:
+            self._stderr.close()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
         self.proc = subprocess.Popen(
-            [*MPAAS, "server"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [*MPAAS, "server"], env=self.env, stdout=subprocess.DEVNULL, stderr=self._stderr
         )
         # Only a guard against a server that never comes up: on a loaded 2-core CI machine a
         # start (imports, migrations) has taken over 30 s, which is no failure of the server.
         deadline = time.monotonic() + 180
         while True:
-            assert self.proc.poll() is None, "server exited"
+            assert self.proc.poll() is None, f"server exited: {self.stderr_tail()}"
             try:
                 with urllib.request.urlopen(self.url + "/healthz", timeout=1):
                     return
             except OSError:
                 assert time.monotonic() < deadline, "server did not start"
                 time.sleep(0.1)
+
+    def stderr_tail(self, limit: int = 4000) -> str:
+        """The end of what the server wrote to stderr, so a failed start says why."""
+        if self._stderr is None or self._stderr.closed:
+            return ""
+        self._stderr.seek(0)
+        return self._stderr.read()[-limit:].decode(errors="replace")
 
     def freeze(self) -> None:
         """SIGSTOP: the server holds whatever it is doing until killed, so a check and the kill see one state."""
@@ -95,6 +108,8 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(timeout=30)
                 raise AssertionError("the server did not stop within 120 s of SIGTERM") from None
+        if self._stderr is not None:
+            self._stderr.close()
 
 
 def cli(args: list[str], env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from mpaas.appkeys import DB, SETTINGS
-from mpaas.banking.risk.counters import CounterStore
+from mpaas.banking.risk.counters import WINDOWS, CounterStore
 from mpaas.banking.risk.decision import RiskContext
 from mpaas.banking.risk.engine import CelRiskEngine
 from mpaas.banking.risk.redis_counters import RedisCounterStore
@@ -95,6 +95,40 @@ async def test_redis_counters_count_non_ascii_ids(engine_on: MakeEngine, transfe
         assert (await vel(engine, transfer, user="u_ascii"))["count_1h"] == 1
     finally:
         await engine.close()
+
+
+@sqlite_only
+@pytest.mark.skipif(not REDIS_URL, reason="MPAAS_TEST_REDIS_URL is not set")
+async def test_redis_counter_hashes_stay_within_their_windows(
+    engine: CelRiskEngine, engine_on: MakeEngine, clock: Any, transfer: MakeTransfer
+) -> None:
+    """Each key is one hash of buckets and running totals; a week of transfers every 20
+    minutes, then a month of silence, leave no more fields in it than its windows reach (a
+    bucket more each, and each width's totals), and every window counts what the SQL store
+    counts for the same transfers."""
+    prefix = f"test-{secrets.token_hex(4)}:"
+    store = RedisCounterStore(REDIS_URL, prefix)
+    on_redis = engine_on(store)
+    try:
+        for i in range(7 * 72):
+            for counting in (engine, on_redis):
+                await counting.committed("transfer", transfer(f"t{i}", (i % 7 + 1) * YUAN))
+            clock.now += 1200
+        bound = sum(2 * (window // width + 2) + 3 for window, width in WINDOWS.values())
+        for idle in (0, 40 * 86400):
+            clock.now += idle
+            await on_redis.committed("transfer", transfer(f"late{idle}", 3 * YUAN))
+            await engine.committed("transfer", transfer(f"late{idle}", 3 * YUAN))
+            seen = await vel(on_redis, transfer)
+            assert seen == await vel(engine, transfer)
+            assert seen["count_30d"] == (7 * 72 + 1 if idle == 0 else 1)
+            fields = await store.client.call("HLEN", f"{prefix}risk:v:transfer/user:u_1")
+            assert 0 < fields <= bound, (idle, fields)
+            clock.now -= 240  # a process whose clock is 4 minutes behind reads the same windows
+            assert await vel(on_redis, transfer) == await vel(engine, transfer)
+            clock.now += 240
+    finally:
+        await on_redis.close()
 
 
 @sqlite_only
