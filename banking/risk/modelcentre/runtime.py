@@ -10,12 +10,13 @@ from __future__ import annotations
 import math
 import re
 from bisect import bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, Protocol
 
 from mpaas.banking.risk.modelcentre.errors import InvalidModel
+from mpaas.banking.risk.modelcentre.tree_source import compile_trees
 
 FORMATS = ("lightgbm", "onnx")
 #: LightGBM's "is zero" for missing-as-zero splits (kZeroThreshold).
@@ -181,8 +182,18 @@ class LightGbmTrees:
         )
         if not self.trees:
             raise InvalidModel("the LightGBM model has no trees")
+        compiled = compile_trees(self.trees, ZERO)
+        #: True when :meth:`raw` runs the trees as generated source (:mod:`.tree_source`)
+        self.source_generated = compiled is not None
+        self._raw: Callable[[Sequence[float]], float] = compiled or self.walk
 
     def raw(self, row: Sequence[float]) -> float:
+        """The sum of the trees' leaves for ``row``."""
+        return self._raw(row)
+
+    def walk(self, row: Sequence[float]) -> float:
+        """:meth:`raw` by walking each tree's tuples: the reference for the generated source,
+        and what runs where a model is too large or too deep for it."""
         total = 0.0
         for t in self.trees:
             if not t.feature:
@@ -252,6 +263,8 @@ def _tree(fields: dict[str, str], n_features: int) -> _Tree:
     for child in (*left, *right):
         if not (0 < child < splits if child >= 0 else ~child < leaves):
             raise InvalidModel("a LightGBM tree has a child index out of range")
+    if splits and not _is_tree(left, right, leaves):
+        raise InvalidModel("a LightGBM tree must reach each split and each leaf once from its root")
     return _Tree(
         feature,
         _nums(fields, "threshold", float, splits),
@@ -261,6 +274,23 @@ def _tree(fields: dict[str, str], n_features: int) -> _Tree:
         right,
         _nums(fields, "leaf_value", float, leaves),
     )
+
+
+def _is_tree(left: tuple[int, ...], right: tuple[int, ...], leaves: int) -> bool:
+    """Every split and every leaf reached exactly once from split 0: no cycle (the walker
+    would never stop) and nothing shared or left out."""
+    seen_splits, seen_leaves, stack = {0}, set[int](), [0]
+    while stack:
+        node = stack.pop()
+        for child in (left[node], right[node]):
+            seen = seen_splits if child >= 0 else seen_leaves
+            key = child if child >= 0 else ~child
+            if key in seen:
+                return False
+            seen.add(key)
+            if child >= 0:
+                stack.append(child)
+    return len(seen_splits) == len(left) and len(seen_leaves) == leaves
 
 
 class OnnxModel:

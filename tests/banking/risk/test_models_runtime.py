@@ -146,3 +146,76 @@ def test_the_generator_is_deterministic_per_seed_and_labels_every_attack() -> No
     assert [t.at for t in first] == sorted(t.at for t in first)
     assert {t.label for t in first} == {"honest", *ATTACKS}
     assert all(t.episode for t in first if t.label != "honest")
+
+
+def one_tree_model(left: list[int], right: list[int], thresholds: list[float], leaves: list[float]) -> str:
+    """A LightGBM text model of one tree over one feature (decision type 0: NaN counts as 0)."""
+    splits = len(left)
+    return "\n".join(
+        [
+            "tree",
+            "version=v4",
+            "max_feature_idx=0",
+            "objective=binary sigmoid:1",
+            "",
+            "Tree=0",
+            f"num_leaves={len(leaves)}",
+            "num_cat=0",
+            "split_feature=" + " ".join(["0"] * splits),
+            "threshold=" + " ".join(map(repr, thresholds)),
+            "decision_type=" + " ".join(["0"] * splits),
+            "left_child=" + " ".join(map(str, left)),
+            "right_child=" + " ".join(map(str, right)),
+            "leaf_value=" + " ".join(map(repr, leaves)),
+            "",
+            "end of trees",
+        ]
+    )
+
+
+def chain(n_leaves: int) -> str:
+    """Split i sends x <= i to leaf i and the rest on to split i + 1: as deep as it is long."""
+    splits = n_leaves - 1
+    right = [i + 1 for i in range(splits - 1)] + [~splits]
+    return one_tree_model(
+        [~i for i in range(splits)],
+        right,
+        [float(i) for i in range(splits)],
+        [i / 100 for i in range(n_leaves)],
+    )
+
+
+@pytest.mark.parametrize("n_leaves", [40, 150, 5000])  # deeper than Python source may nest: the walker
+def test_a_deep_tree_scores_like_its_definition(n_leaves: int) -> None:
+    model = LightGbmTrees(chain(n_leaves))
+    assert model.source_generated == (n_leaves == 40)
+    for x in [-5.0, 0.0, 0.5, 3.0, 37.2, 88.0, 140.5, 4999.0, 1e9, math.nan]:
+        expected = min(math.ceil(max(0.0 if math.isnan(x) else x, 0.0)), n_leaves - 1) / 100
+        assert model.raw([x]) == pytest.approx(expected), x
+
+
+def test_a_tree_with_a_cycle_or_a_shared_node_is_refused() -> None:
+    """Regression: child indices were only range-checked, so a split could lead back to an
+    earlier one and the walker would never stop on a row that reached it."""
+    cycle = one_tree_model([1, 2, 1], [-1, -2, -3], [0.0, 1.0, 2.0], [0.1, 0.2, 0.3, 0.4])
+    shared = one_tree_model([1, -1], [-1, -2], [0.0, 1.0], [0.1, 0.2, 0.3])
+    for text in (cycle, shared):
+        with pytest.raises(InvalidModel, match="each split and each leaf once"):
+            LightGbmTrees(text)
+
+
+SPECIAL = st.sampled_from([math.nan, 0.0, -0.0, 1e-40, -1e-40, math.inf, -math.inf])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True) | SPECIAL, min_size=15, max_size=15))
+def test_the_generated_trees_answer_what_the_walker_answers(row: list[float]) -> None:
+    """The shipped model's trees as generated Python give the walker's sum, to the bit, for
+    any row: NaN, zeros, values within LightGBM's zero threshold, infinities."""
+    model = SHIPPED_TREES
+    assert model.source_generated
+    walked = model.walk(row)
+    assert model.raw(row) == walked or (math.isnan(walked) and math.isnan(model.raw(row)))
+
+
+SHIPPED_TREES = LightGbmTrees(shipped().artefact.decode())
