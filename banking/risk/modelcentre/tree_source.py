@@ -5,10 +5,11 @@ children from tuples at every step; the shipped model (80 trees of 15 leaves) co
 30 µs a row that way, on every transfer the model scores. Here each tree becomes nested
 ``if``/``else`` on literals, its splits in the walker's order of tests, and the sum of all
 trees one function: the same answers (tests compare both with LightGBM itself), in about a
-third of the time (9 µs against 29). Compiling costs about 50 µs of CPU per split, with the
-GIL held (55 ms for the shipped model, once per model version and process, in the loader's
-thread); a model of more than :data:`MAX_SPLITS` splits, or with a tree deeper than
-:data:`MAX_DEPTH` (Python refuses source nested past 100 levels), keeps the walker.
+third of the time (9 µs against 29). Compiling costs about 22 µs of CPU per split (24 ms
+for the shipped model, once per model version and process, in the loader's thread), in
+parts of 128 splits that each hold the GIL for about 3 ms; a model of more than
+:data:`MAX_SPLITS` splits, or with a tree deeper than :data:`MAX_DEPTH` (Python refuses
+source nested past 100 levels), keeps the walker.
 
 Only numbers parsed by :mod:`.runtime` reach the source (feature indices as ``int``,
 thresholds and leaf values as ``float``, written with ``repr`` or as named constants when
@@ -23,8 +24,10 @@ from typing import Protocol
 
 #: Nested ``if`` levels a generated tree may use (Python's limit is 100 indentation levels).
 MAX_DEPTH = 60
-#: Splits in all trees that the source may hold: past it, compiling would hold the GIL too long.
+#: Splits in all trees that the source may hold (compiling costs about 22 µs of CPU a split).
 MAX_SPLITS = 4096
+#: Splits per compiled part: about 3 ms of compiling with the GIL held.
+PART_SPLITS = 128
 
 
 class TreeLike(Protocol):
@@ -89,20 +92,42 @@ def _emit(tree: TreeLike, node: int, indent: int, zero: float, out: list[str]) -
 
 
 def compile_trees(trees: Sequence[TreeLike], zero: float) -> Callable[[Sequence[float]], float] | None:
-    """``raw(row)``: the sum of the trees' leaves for ``row``; None when a tree is too deep."""
+    """``raw(row)``: the sum of the trees' leaves for ``row``; None when the trees are too
+    large or too deep for source. The trees are compiled in parts of about
+    :data:`PART_SPLITS` splits, one ``compile()`` each, so that a model loaded in a thread
+    holds the GIL (and stalls the serving loop) for a few milliseconds at a time, not for the
+    whole model."""
     if sum(len(tree.feature) for tree in trees) > MAX_SPLITS:
         return None
     if any(tree.feature and _depth(tree) > MAX_DEPTH for tree in trees):
         return None
-    out = ["def raw(row):", "    total = 0.0"]
-    for tree in trees:
+    parts: list[Callable[[Sequence[float], float], float]] = []
+    out: list[str] = []
+    splits = 0
+    for i, tree in enumerate(trees):
         if not tree.feature:
             out.append(f"    total += {_num(tree.leaf[0])}")
         else:
             _emit(tree, 0, 1, zero, out)
-    out.append("    return total")
-    namespace: dict[str, object] = {"NAN": math.nan, "INF": math.inf}
-    exec(compile("\n".join(out), "<lightgbm trees>", "exec"), namespace)  # noqa: S102 - numbers only
-    raw = namespace["raw"]
-    assert callable(raw)
+        splits += len(tree.feature)
+        if splits >= PART_SPLITS or i == len(trees) - 1:
+            parts.append(_function(out))
+            out, splits = [], 0
+    whole = tuple(parts)
+
+    def raw(row: Sequence[float]) -> float:
+        total = 0.0
+        for part in whole:  # each part adds on to the total: the walker's order of additions
+            total = part(row, total)
+        return total
+
     return raw
+
+
+def _function(body: list[str]) -> Callable[[Sequence[float], float], float]:
+    source = "\n".join(["def part(row, total):", *body, "    return total"])
+    namespace: dict[str, object] = {"NAN": math.nan, "INF": math.inf}
+    exec(compile(source, "<lightgbm trees>", "exec"), namespace)  # noqa: S102 - numbers only
+    part = namespace["part"]
+    assert callable(part)
+    return part
