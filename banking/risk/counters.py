@@ -9,10 +9,18 @@ after ``now - window``, so "1 h" covers the last 60 to 65 minutes, "24 h" the la
 
 ``record`` counts a transaction once: the first call for an event id claims it (a
 conditional insert); a repeated ``committed()`` after a retry adds nothing.
+
+``read_and_count`` reads a transaction's windows and counts it in one step, so that
+transfers decided at the same moment see each other (on Redis it is one script, atomic
+across server processes; the SQL store runs the read and the record one after the other).
+Its :class:`Reservation` is given back with ``release`` when the transaction does not
+commit: the counts leave the windows, and the last place moves back unless a later
+transaction moved it since.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -25,6 +33,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mpaas.banking.risk.sqlite_lane import SqliteLane
 from mpaas.storage.db import Database
+
+log = logging.getLogger("mpaas.banking.risk")
 
 #: window name → (window seconds, bucket width seconds)
 WINDOWS: dict[str, tuple[int, int]] = {"1h": (3600, 300), "24h": (86400, 3600), "30d": (30 * 86400, 86400)}
@@ -60,6 +70,15 @@ class Observation:
     place: tuple[float, float] | None = None
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """A transaction counted when it was decided: what ``release`` gives back."""
+
+    obs: Observation
+    #: each key's last place before this transaction moved it (None: it had none)
+    previous: dict[str, Place | None] = field(default_factory=dict)
+
+
 @asynccontextmanager
 async def one_statement(db: Database, *, write: bool) -> AsyncIterator[AsyncConnection]:
     """A connection for one statement on the decision path. On PostgreSQL it runs in
@@ -79,6 +98,17 @@ class CounterStore(Protocol):
 
     async def record(self, obs: Observation) -> bool:
         """Add a committed transaction; False when its event id was already counted."""
+        ...
+
+    async def read_and_count(
+        self, keys: Sequence[str], now: float, places: bool, obs: Observation
+    ) -> tuple[dict[str, Counts], Reservation | None]:
+        """:meth:`read`, then ``obs`` counted as :meth:`record` would; None for the
+        reservation when its event id was counted already."""
+        ...
+
+    async def release(self, reservation: Reservation) -> None:
+        """Give a reservation back (its transaction did not commit); a second call does nothing."""
         ...
 
     async def sweep(self, now: float) -> None:
@@ -142,6 +172,38 @@ class SqlCounterStore:
                 await conn.execute(text(place[0]), place[1])
             return True
 
+    async def read_and_count(
+        self, keys: Sequence[str], now: float, places: bool, obs: Observation
+    ) -> tuple[dict[str, Counts], Reservation | None]:
+        counts = await self.read(keys, now, places)
+        unique = sorted(set(obs.keys))
+        before: dict[str, Counts] = {}
+        try:
+            if obs.place is not None:  # the places to move back on release (often read already)
+                before = (
+                    counts if places and set(unique) <= set(counts) else await self.read(unique, now, True)
+                )
+            if not await self.record(obs):
+                return counts, None
+        except Exception:  # the read stands; the caller's committed() counts it later
+            log.warning("risk counters: a decided transaction was not counted", exc_info=True)
+            return counts, None
+        return counts, Reservation(obs, {key: before[key].place for key in before if key in unique})
+
+    async def release(self, reservation: Reservation) -> None:
+        obs = reservation.obs
+        async with self.db.write() as s:
+            conn = await s.connection()
+            gone = await conn.execute(text("DELETE FROM risk_seen WHERE event_id = :e"), {"e": obs.event_id})
+            if not gone.rowcount:  # released already, or never counted
+                return
+            for key in sorted(set(obs.keys)):
+                for _window, width in WINDOWS.values():
+                    where = {"k": key, "w": width, "b": bucket_of(obs.at, width), "a": obs.amount}
+                    await conn.execute(text(_GIVE_BACK), where)
+                if obs.place is not None:
+                    await conn.execute(*_place_back(key, obs.at, reservation.previous.get(key)))
+
     async def sweep(self, now: float) -> None:
         clauses, params = [], {"seen": now - SEEN_SECONDS}
         for name, (window, width) in WINDOWS.items():
@@ -158,6 +220,20 @@ class SqlCounterStore:
 
 
 Statement = tuple[str, dict[str, object]]
+
+_GIVE_BACK = (
+    "UPDATE risk_counters SET count = count - 1, amount = amount - :a "
+    "WHERE key = :k AND width = :w AND bucket = :b"
+)
+
+
+def _place_back(key: str, at: float, previous: Place | None) -> tuple[Any, dict[str, object]]:
+    """The last place of ``key`` as it was before the transaction at ``at``, unless a later
+    transaction has moved it since."""
+    if previous is None:
+        return text("DELETE FROM risk_places WHERE key = :k AND at = :at"), {"k": key, "at": at}
+    sql = "UPDATE risk_places SET lat = :lat, lon = :lon, at = :prev WHERE key = :k AND at = :at"
+    return text(sql), {"k": key, "at": at, "lat": previous.lat, "lon": previous.lon, "prev": previous.at}
 
 
 def _read_query(keys: list[str], now: float, places: bool) -> Statement:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from mpaas.banking.risk.counters import Reservation
 
 Action = Literal["allow", "challenge", "review", "deny"]
 ACTIONS: tuple[Action, ...] = ("allow", "challenge", "review", "deny")
@@ -49,6 +52,9 @@ class Decision:
     #: The decision's record when the caller asked to store it in its own transaction
     #: (``CelRiskEngine.decide(..., defer=True)``, an ``allow`` only); None once stored.
     record: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    #: The transaction as the velocity counters counted it when an ``allow`` was decided with
+    #: ``count=True``: the caller gives it back (``release``) if the transaction does not commit.
+    reservation: Reservation | None = field(default=None, compare=False, repr=False)
 
 
 class RiskEngine(Protocol):
@@ -107,3 +113,18 @@ class DefersRecords(Protocol):
     async def decide(self, scene: str, context: RiskContext, *, defer: bool = False) -> Decision: ...
 
     async def store_record(self, decision: Decision) -> None: ...
+
+
+class CountsOnDecide(Protocol):
+    """An engine that counts a transaction in its velocity windows when it decides it
+    (``decide(..., count=True)``), so that transactions decided at the same moment see each
+    other; an ``allow``'s count is the caller's to give back (``release``) when the
+    transaction does not commit, and ``committed()`` is then not needed."""
+
+    counts_on_decide: bool
+
+    async def decide(
+        self, scene: str, context: RiskContext, *, defer: bool = False, count: bool = False
+    ) -> Decision: ...
+
+    async def release(self, decision: Decision) -> None: ...

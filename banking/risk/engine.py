@@ -30,7 +30,7 @@ from typing import Any
 
 from mpaas.banking.risk.cases import Cases, case_row
 from mpaas.banking.risk.compose import FACTS, compose
-from mpaas.banking.risk.counters import CounterStore, Observation
+from mpaas.banking.risk.counters import CounterStore, Counts, Observation, Reservation
 from mpaas.banking.risk.decision import Decision, ModelScorer, RiskContext
 from mpaas.banking.risk.features import (
     LIST_SOURCES,
@@ -161,14 +161,22 @@ class CelRiskEngine:
 
     # -- deciding -------------------------------------------------------------------------
 
-    #: ``decide(..., defer=True)`` is understood (the transfers service asks for it).
+    #: ``decide(..., defer=True)`` and ``decide(..., count=True)`` are understood (the
+    #: transfers service asks for both).
     defers_records = True
+    counts_on_decide = True
 
-    async def decide(self, scene: str, context: RiskContext, *, defer: bool = False) -> Decision:
+    async def decide(
+        self, scene: str, context: RiskContext, *, defer: bool = False, count: bool = False
+    ) -> Decision:
         """Decide and store the decision with the values it read. ``defer``: an ``allow`` is
         not stored here but handed back in ``decision.record``, for the caller to insert in
         the transaction it allows (one commit instead of two, ADR 0019), or to store with
-        :meth:`store_record` when that transaction does not commit."""
+        :meth:`store_record` when that transaction does not commit. ``count``: the transaction
+        is counted in the velocity windows by the same call that reads them (so that
+        transactions decided at the same moment see each other, and no ``committed()`` is
+        needed); an ``allow`` hands its count back in ``decision.reservation`` for
+        :meth:`release` should the transaction not commit, any other action gives it back here."""
         compiled = await self._ruleset(scene)
         state = self._state
         if compiled is None:
@@ -177,7 +185,8 @@ class CelRiskEngine:
         now = self.clock()
         shadow = state.shadows.get(scene)
         sets = [compiled] if shadow is None else [compiled, shadow]
-        full, facts = await self._context(scene, context, sets, now)
+        counted = self._observation(scene, context, now) if count else None
+        full, facts, reservation = await self._context(scene, context, sets, now, counted)
         model_version = await self._score(scene, compiled, full, facts)
         inputs = prune(full, compiled)
         if facts:
@@ -192,6 +201,11 @@ class CelRiskEngine:
             case = case_row(scene, subject, decision, entities_of(full))
         record = record_of(scene, subject, decision, dict(result.outcomes), model_version)
         decision = await self._keep(decision, record, defer and case is None, case)
+        if reservation is not None:
+            if decision.action == "allow":
+                decision = replace(decision, reservation=reservation)
+            else:  # not going ahead now (a challenge that passes is counted by committed())
+                await self._release(reservation)
         self._rule_tally.add(compiled.version, result.outcomes)
         self.metrics.rules(scene, result.outcomes, result.errors)
         if shadow is not None:
@@ -215,8 +229,13 @@ class CelRiskEngine:
             await self.decisions.store_row(dict(decision.record))
 
     async def _context(
-        self, scene: str, context: RiskContext, sets: list[CompiledRuleSet], now: float
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        self,
+        scene: str,
+        context: RiskContext,
+        sets: list[CompiledRuleSet],
+        now: float,
+        counted: Observation | None = None,
+    ) -> tuple[dict[str, Any], dict[str, Any], Reservation | None]:
         full: dict[str, Any] = {
             "txn": context.txn,
             "user": context.user,
@@ -239,12 +258,20 @@ class CelRiskEngine:
         if wants_travel and user_id is not None:
             keys.setdefault("user", counter_key(scene, "user", user_id))
         wants_travel = wants_travel and "user" in keys
-        if keys:
+        reservation = None
+        if keys or counted is not None:
+            counts: dict[str, Counts] = {}
             try:
-                counts = await self.counters.read(list(keys.values()), now, places=wants_travel)
+                if counted is None:
+                    counts = await self.counters.read(list(keys.values()), now, places=wants_travel)
+                else:
+                    counts, reservation = await self.counters.read_and_count(
+                        list(keys.values()), now, wants_travel, counted
+                    )
             except Exception:
                 log.exception("risk counter store unavailable")
-                counts, facts["degraded"] = {}, ["counters"]
+                if keys:
+                    facts["degraded"] = ["counters"]
             if counts:
                 full["vel"] = {e: velocity(counts[k]) for e, k in keys.items()}
             if wants_travel and keys["user"] in counts:
@@ -261,7 +288,7 @@ class CelRiskEngine:
             facts["snoozed"] = snoozed
         if reads("lists"):
             full["lists"] = {kind: {e: kind in on[e] for e in LIST_SOURCES if e in on} for kind in LIST_KINDS}
-        return full, facts
+        return full, facts, reservation
 
     async def _score(
         self, scene: str, compiled: CompiledRuleSet, full: dict[str, Any], facts: dict[str, Any]
@@ -304,9 +331,29 @@ class CelRiskEngine:
     async def committed(self, scene: str, context: RiskContext) -> None:
         """Count the committed event for its user and device (once per ``txn.id``); ``txn.amount``
         (fen) is summed when the scene has one."""
+        obs = self._observation(scene, context, self.clock())
+        if obs is not None:
+            await self.counters.record(obs)
+
+    async def release(self, decision: Decision) -> None:
+        """Give back what ``decide(..., count=True)`` counted for an ``allow`` whose transaction
+        did not commit (a refusal inside it). Logged, not raised, when the store fails: the
+        count then stays, on the safe side."""
+        if decision.reservation is not None:
+            await self._release(decision.reservation)
+
+    async def _release(self, reservation: Reservation) -> None:
+        try:
+            await self.counters.release(reservation)
+        except Exception:
+            log.exception("risk counter store: a count was not given back")
+
+    def _observation(self, scene: str, context: RiskContext, at: float) -> Observation | None:
+        """The transaction as the counters see it: None without a ``txn.id``, an integer
+        amount, or a user or device id."""
         txn_id = entity_id({"txn": context.txn}, "txn", "id")
         if txn_id is None:
-            return
+            return None
         keys = tuple(
             counter_key(scene, entity, value)
             for entity, source in (("user", context.user), ("device", context.device))
@@ -314,9 +361,8 @@ class CelRiskEngine:
         )
         amount = context.txn.get("amount", 0)
         if not keys or isinstance(amount, bool) or not isinstance(amount, int):
-            return
-        obs = Observation(f"{scene}/{bounded(txn_id)}", keys, amount, self.clock(), place_of(context.geo))
-        await self.counters.record(obs)
+            return None
+        return Observation(f"{scene}/{bounded(txn_id)}", keys, amount, at, place_of(context.geo))
 
 
 def _subject(context: RiskContext) -> str | None:

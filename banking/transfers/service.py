@@ -4,15 +4,18 @@ A create runs in this order:
 
 1. the idempotency key: a stored request answers again (or refuses a changed body);
 2. the payee is resolved (a user of this bank, or an account at another bank);
-3. the risk engine decides; ``deny`` is stored as the answer; ``challenge`` (and
-   ``review``) stores the request as awaiting step-up and texts a one-time code, and
-   ``com.bank.transfer.confirm`` resumes that same request;
+3. the risk engine decides, and counts the transfer in its velocity windows in the same
+   step (so that transfers decided at the same moment see each other); ``deny`` is stored
+   as the answer; ``challenge`` (and ``review``) stores the request as awaiting step-up and
+   texts a one-time code, and ``com.bank.transfer.confirm`` resumes that same request
+   (neither stays counted: a confirmed transfer is counted when it commits);
 4. one SQL transaction inserts the request row, takes the amount from the day's and
    year's limits and makes the ledger transfer: a crash leaves all or none of it, and a
    racing duplicate stops on the request's unique key, then answers what the first got;
 5. after the commit, a transfer to another bank goes to the clearing system (it stays
-   pending until the answer, or the sweep, posts or voids it) and the risk engine hears
-   that the transfer committed.
+   pending until the answer, or the sweep, posts or voids it); a transfer the transaction
+   refused gives its count back. An outcome the service cannot know (the database failed
+   mid-commit) keeps the count: on the safe side for the velocity rules.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from mpaas.banking.ledger.errors import (
 from mpaas.banking.ledger.models import BankTransferRequest
 from mpaas.banking.ledger.service import PENDING, POSTED, Ledger, Move, rowcount
 from mpaas.banking.models import BankUser
-from mpaas.banking.risk.decision import Decision, DefersRecords, RiskContext, RiskEngine
+from mpaas.banking.risk.decision import CountsOnDecide, Decision, DefersRecords, RiskContext, RiskEngine
 from mpaas.banking.transfers.accounts import Accounts, user_code
 from mpaas.banking.transfers.clearing import ClearingOrder, ClearingSystem
 from mpaas.banking.transfers.clearing_answers import ClearingAnswers
@@ -121,11 +124,7 @@ class TransferService(ClearingAnswers):
             await self._open_accounts(user, req)  # first use: outside the session, then read again
         assert plan is not None
         context = risk_context(call, user, plan, req.context)
-        if self.driver is not None and getattr(self.risk, "defers_records", False):
-            # an allow's record is written by the transfer's own transaction (ADR 0019)
-            decision = await cast(DefersRecords, self.risk).decide("transfer", context, defer=True)
-        else:
-            decision = await self.risk.decide("transfer", context)
+        decision = await self._decide(context)
         row = BankTransferRequest(
             user_pk=user.id,
             idempotency_key=req.idempotency_key,
@@ -144,6 +143,17 @@ class TransferService(ClearingAnswers):
             row.status = AWAITING
             return await self._store_unexecuted(call, user, row, digest, None)
         return await self._execute(user, plan, context, row, digest, decision)
+
+    async def _decide(self, context: RiskContext) -> Decision:
+        """The risk decision: an allow's record is written by the transfer's own transaction
+        (ADR 0019), and the transfer counted in the velocity windows as it is decided, when
+        the engine can (given back by :meth:`_execute` if the transfer is refused)."""
+        defer = self.driver is not None and getattr(self.risk, "defers_records", False)
+        if getattr(self.risk, "counts_on_decide", False):
+            return await cast(CountsOnDecide, self.risk).decide("transfer", context, defer=defer, count=True)
+        if defer:
+            return await cast(DefersRecords, self.risk).decide("transfer", context, defer=True)
+        return await self.risk.decide("transfer", context)
 
     async def confirm(self, call: Call, user: BankUser, transfer_id: str, code: str) -> dict[str, Any]:
         """Step-up: the one-time code resumes the held request, exactly once."""
@@ -213,6 +223,8 @@ class TransferService(ClearingAnswers):
                 raise
             return replay(found, digest)
         except LedgerRefusal as exc:
+            if decision is not None and decision.reservation is not None:  # refused: not counted
+                await cast(CountsOnDecide, self.risk).release(decision)
             if new:  # nothing of this request was stored: store its refusal
                 row.status, row.response = REFUSED, refusal_record(exc)
                 await self.requests.insert(row)
@@ -223,10 +235,11 @@ class TransferService(ClearingAnswers):
         if plan.external:
             to = (str(plan.to["bank"]), str(plan.to["account"]), str(plan.to.get("name", "")))
             await self.clearing.submit(ClearingOrder(plan.transfer_id, plan.amount, plan.currency, *to))
-        try:
-            await self.risk.committed("transfer", context)
-        except Exception:  # the money moved; a counter that missed it must not undo the answer
-            log.exception("risk engine: committed() failed")
+        if decision is None or decision.reservation is None:  # else counted when decided
+            try:
+                await self.risk.committed("transfer", context)
+            except Exception:  # the money moved; a counter that missed it must not undo the answer
+                log.exception("risk engine: committed() failed")
         return response
 
     async def _write(

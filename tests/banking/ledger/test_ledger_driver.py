@@ -15,6 +15,7 @@ from sqlmodel import col, select
 
 from mpaas.banking.ledger.check import check_ledger
 from mpaas.banking.ledger.models import BankLimitUsage, BankTransferRequest, LedgerPosting, LedgerTransfer
+from mpaas.banking.risk.features import counter_key
 from mpaas.banking.risk.models import RiskDecision
 from mpaas.banking.transfers.driver import Driver
 from mpaas.banking.transfers.limits import DEFAULT_CLASSES, ClassLimits, Limits
@@ -274,4 +275,23 @@ async def test_an_allowed_transfer_and_its_decision_commit_together(
         assert alone.action == "allow" and alone.inputs["txn"]["amount"] == amount
         assert alone_writes[-1] == alone.id
     assert len(alone_writes) == 2
+    assert (await bank.balance(alice))["balance"] == 49_000
+
+
+async def test_a_transfer_is_counted_once_as_it_is_decided_and_a_refused_one_not_at_all(
+    cel_engine: Any, bank: Any, backend: str
+) -> None:
+    """The CEL engine counts a transfer in the velocity windows as it decides it (one step
+    with the read: transfers decided at once see each other); a retry counts nothing more, and
+    a transfer the ledger refuses after the allow gives its count back."""
+    assert getattr(cel_engine, "counts_on_decide", False)
+    bank.transfers.risk = cel_engine
+    alice, bob = await bank.holder(funds=50_000), await bank.holder()
+    for key, amount in (("counted-once-1", 1_000), ("counted-once-1", 1_000), ("no-funds-0002", 49_001)):
+        await bank.send(alice, amount, to={"user_id": bob.user_id}, key=key)
+    user_key = counter_key("transfer", "user", alice.user_id)
+    device_key = counter_key("transfer", "device", alice.client.device)
+    counts = await cel_engine.counters.read([user_key, device_key], cel_engine.clock(), False)
+    assert [counts[k].count["1h"] for k in (user_key, device_key)] == [1, 1]
+    assert counts[user_key].amount["1h"] == 1_000
     assert (await bank.balance(alice))["balance"] == 49_000

@@ -4,6 +4,7 @@ effect in a running engine."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import Callable
@@ -13,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from mpaas.appkeys import DB, SETTINGS
-from mpaas.banking.risk.counters import WINDOWS, CounterStore
+from mpaas.banking.risk.counters import WINDOWS, CounterStore, Observation
 from mpaas.banking.risk.decision import RiskContext
 from mpaas.banking.risk.engine import CelRiskEngine
 from mpaas.banking.risk.redis_counters import RedisCounterStore
@@ -281,3 +282,64 @@ async def test_warm_loads_the_model_before_the_first_decision(
     assert "model" not in decision.values["_engine"].get("degraded", []), decision
     assert scorer.loads == 1  # type: ignore[attr-defined]  # the decision parsed nothing
     await engine.close()
+
+
+async def exercise_counting_on_decide(engine: CelRiskEngine, clock: Any, transfer: MakeTransfer) -> None:
+    """``decide(..., count=True)``: an allow is counted by the decision itself and handed back
+    for release; a challenge gives its count (and the place it moved) back at once."""
+    first = await engine.decide("transfer", transfer("t1", 10 * YUAN), count=True)
+    assert first.action == "allow" and first.reservation is not None
+    assert (await vel(engine, transfer))["count_1h"] == 1
+    await engine.release(first)
+    await engine.release(first)  # a second release gives back nothing more
+    assert (await vel(engine, transfer))["count_1h"] == 0
+    kept = await engine.decide("transfer", transfer("t2", 10 * YUAN), count=True)
+    assert kept.action == "allow"
+    again = await engine.decide("transfer", transfer("t2", 10 * YUAN), count=True)  # a retry
+    assert again.reservation is None  # counted once already: nothing of its own to give back
+    await engine.committed("transfer", transfer("t2", 10 * YUAN))  # a late committed() adds nothing
+    assert (await vel(engine, transfer))["count_1h"] == 1
+    clock.now += 600
+    far = await engine.decide("transfer", transfer("far", 10 * YUAN, geo=BEIJING), count=True)
+    assert rules(far) == ["impossible_travel"] and far.reservation is None
+    assert (await vel(engine, transfer))["count_1h"] == 1  # the challenge was given back
+    clock.now += 60  # and so was its place: Shanghai again is no journey
+    near = await engine.decide("transfer", transfer("near", 10 * YUAN), count=True)
+    assert rules(near) == [] and near.values["geo"]["km_from_last"] == pytest.approx(0, abs=1)
+
+
+async def test_sql_counters_count_on_decide_and_give_back(
+    engine: CelRiskEngine, clock: Any, transfer: MakeTransfer
+) -> None:
+    await exercise_counting_on_decide(engine, clock, transfer)
+
+
+@sqlite_only
+@pytest.mark.skipif(not REDIS_URL, reason="MPAAS_TEST_REDIS_URL is not set")
+async def test_redis_counters_count_on_decide_and_give_back(
+    engine_on: MakeEngine, clock: Any, transfer: MakeTransfer
+) -> None:
+    engine = engine_on(RedisCounterStore(REDIS_URL, f"test-{secrets.token_hex(4)}:"))
+    try:
+        await exercise_counting_on_decide(engine, clock, transfer)
+    finally:
+        await engine.close()
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="MPAAS_TEST_REDIS_URL is not set")
+async def test_transfers_decided_at_once_see_each_other_on_redis() -> None:
+    """The read and the count are one script: twelve transfers of one user decided at the same
+    moment see 0, 1, ... 11 earlier ones (read, then counted after the commit, all saw 0)."""
+    store = RedisCounterStore(REDIS_URL, f"test-{secrets.token_hex(4)}:")
+    key, now = "transfer/user:u_burst", 1_764_000_000.0
+    try:
+        burst = await asyncio.gather(
+            *(
+                store.read_and_count([key], now, False, Observation(f"transfer/b{i}", (key,), 100, now))
+                for i in range(12)
+            )
+        )
+    finally:
+        await store.close()
+    assert sorted(counts[key].count["1h"] for counts, _ in burst) == list(range(12))
+    assert all(reservation is not None for _, reservation in burst)
