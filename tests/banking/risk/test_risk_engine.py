@@ -64,24 +64,6 @@ async def exercise_counters(engine: CelRiskEngine, clock: Any, transfer: MakeTra
     assert (await vel(engine, transfer))["avg_30d"] is None
 
 
-async def test_sql_counters_count_once_and_slide(
-    engine: CelRiskEngine, clock: Any, transfer: MakeTransfer
-) -> None:
-    await exercise_counters(engine, clock, transfer)
-
-
-@sqlite_only
-@pytest.mark.skipif(not REDIS_URL, reason="MPAAS_TEST_REDIS_URL is not set")
-async def test_redis_counters_count_once_and_slide(
-    engine_on: MakeEngine, clock: Any, transfer: MakeTransfer
-) -> None:
-    engine = engine_on(RedisCounterStore(REDIS_URL, f"test-{secrets.token_hex(4)}:"))
-    try:
-        await exercise_counters(engine, clock, transfer)
-    finally:
-        await engine.close()
-
-
 @sqlite_only
 @pytest.mark.skipif(not REDIS_URL, reason="MPAAS_TEST_REDIS_URL is not set")
 async def test_redis_counters_count_non_ascii_ids(engine_on: MakeEngine, transfer: MakeTransfer) -> None:
@@ -308,20 +290,24 @@ async def exercise_counting_on_decide(engine: CelRiskEngine, clock: Any, transfe
     assert rules(near) == [] and near.values["geo"]["km_from_last"] == pytest.approx(0, abs=1)
 
 
-async def test_sql_counters_count_on_decide_and_give_back(
-    engine: CelRiskEngine, clock: Any, transfer: MakeTransfer
-) -> None:
-    await exercise_counting_on_decide(engine, clock, transfer)
+#: What both counter stores must do alike: count once and slide; count on decide and give back.
+EXERCISES = {"count_once_and_slide": exercise_counters, "count_on_decide": exercise_counting_on_decide}
+
+
+@pytest.mark.parametrize("exercise", list(EXERCISES))
+async def test_sql_counters(engine: CelRiskEngine, clock: Any, transfer: MakeTransfer, exercise: str) -> None:
+    await EXERCISES[exercise](engine, clock, transfer)
 
 
 @sqlite_only
 @pytest.mark.skipif(not REDIS_URL, reason="MPAAS_TEST_REDIS_URL is not set")
-async def test_redis_counters_count_on_decide_and_give_back(
-    engine_on: MakeEngine, clock: Any, transfer: MakeTransfer
+@pytest.mark.parametrize("exercise", list(EXERCISES))
+async def test_redis_counters(
+    engine_on: MakeEngine, clock: Any, transfer: MakeTransfer, exercise: str
 ) -> None:
     engine = engine_on(RedisCounterStore(REDIS_URL, f"test-{secrets.token_hex(4)}:"))
     try:
-        await exercise_counting_on_decide(engine, clock, transfer)
+        await EXERCISES[exercise](engine, clock, transfer)
     finally:
         await engine.close()
 
