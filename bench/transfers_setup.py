@@ -1,15 +1,19 @@
 """Set-up and in-process parts of bench/transfers.py: scratch databases, 10,000 funded
-e-account holders with sessions, pgbench, and the risk engine measured alone."""
+e-account holders with sessions, pgbench, the risk engine measured alone, and the
+`mpaas server` process (started, its CPU read from /proc, stopped)."""
 
 from __future__ import annotations
 
 import base64
+import os
 import re
 import secrets
 import shutil
 import statistics
 import subprocess
+import sys
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,3 +271,75 @@ async def engine_alone(env: dict[str, str], users: list[str], n: int) -> dict[st
         "cel_us": cel_us,
         "rules": len(compiled.programs),
     }
+
+
+# -- the server process ---------------------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(env: dict[str, str], port: int, workers: int = 1) -> subprocess.Popen[bytes]:
+    # stderr goes to a file: a pipe nobody reads fills up (64 KB) and then blocks the server
+    # at its next write (the development SMS provider prints each step-up code there)
+    log = open(Path(env["MPAAS_DATA_DIR"]).parent / f"server-{port}.stderr", "w+b")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mpaas.cli.main", "server", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"mpaas server exited: {log.read().decode(errors='replace')[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return proc
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError("mpaas server did not start") from None
+            time.sleep(0.2)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU so far of a process and its live children (the server's workers)
+    (Linux): a cost that machine load does not inflate."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(c) for c in (task / "children").read_text().split()]
+    return own + sum(cpu_seconds(c) for c in children)
+
+
+def idle_cpu_rate(pid: int, seconds: float = 3.0) -> float:
+    """CPU seconds a second the idle server spends on its background tasks (loaders, sweeps),
+    subtracted from a run so that a slow run's few calls are not charged for them."""
+    before = cpu_seconds(pid)
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - before) / seconds
+
+
+def empty_redis(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()

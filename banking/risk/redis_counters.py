@@ -43,13 +43,8 @@ from mpaas.banking.risk.counters import (
 from mpaas.banking.risk.redis_scripts import COUNT, READ, RECORD, RELEASE
 from mpaas.gateway.resp import Resp, RespError
 
-
-def _spans() -> dict[int, int]:
-    """Each width's window in buckets."""
-    return {width: window // width for window, width in WINDOWS.values()}
-
-
-SPANS = _spans()
+#: Each width's window in buckets.
+SPANS = {width: window // width for window, width in WINDOWS.values()}
 #: A counter hash outlives its longest window by two of that window's buckets.
 HASH_TTL = max(window + 2 * width for window, width in WINDOWS.values())
 
@@ -89,17 +84,23 @@ class RedisCounterStore:
             args += [f"{self.prefix}p:{key}" for key in keys]
         return args
 
-    def _record_call(self, obs: Observation) -> tuple[list[str], list[str | int | float]]:
+    def _keys(self, obs: Observation) -> list[str]:
+        """The Redis keys a transaction's record and release touch: its event id's claim, its
+        keys' counter hashes, then (when it has a place) their last places."""
         unique = sorted(set(obs.keys))
         keys = [f"{self.prefix}seen:{obs.event_id}", *(f"{self.prefix}v:{key}" for key in unique)]
         if obs.place is not None:
             keys += [f"{self.prefix}p:{key}" for key in unique]
+        return keys
+
+    def _record_call(self, obs: Observation) -> tuple[list[str], list[str | int | float]]:
+        unique = sorted(set(obs.keys))
         lat, lon = obs.place if obs.place is not None else (0.0, 0.0)
         args: list[str | int | float] = [SEEN_SECONDS, obs.amount, len(unique), repr(obs.at)]
         args += [repr(lat), repr(lon), HASH_TTL, len(WINDOWS)]
         for window, width in WINDOWS.values():
             args += [width, bucket_of(obs.at, width), first_bucket(obs.at, window, width), SPANS[width]]
-        return keys, args
+        return self._keys(obs), args
 
     async def read(self, keys: Sequence[str], now: float, places: bool) -> dict[str, Counts]:
         result = {key: Counts() for key in keys}
@@ -128,16 +129,14 @@ class RedisCounterStore:
     async def release(self, reservation: Reservation) -> None:
         obs = reservation.obs
         unique = sorted(set(obs.keys))
-        keys = [f"{self.prefix}seen:{obs.event_id}", *(f"{self.prefix}v:{key}" for key in unique)]
         args: list[str | int | float] = [obs.amount, repr(obs.at), len(unique), len(WINDOWS)]
         for _window, width in WINDOWS.values():
             args += [width, bucket_of(obs.at, width)]
         if obs.place is not None:
-            keys += [f"{self.prefix}p:{key}" for key in unique]
             for key in unique:
                 was = reservation.previous.get(key)
                 args += ["", "", ""] if was is None else [repr(was.lat), repr(was.lon), repr(was.at)]
-        await self._eval(RELEASE, keys, args)
+        await self._eval(RELEASE, self._keys(obs), args)
 
     async def sweep(self, now: float) -> None:
         return None  # every key expires by itself

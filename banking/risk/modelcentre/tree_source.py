@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from dataclasses import dataclass
 
 #: Nested ``if`` levels a generated tree may use (Python's limit is 100 indentation levels).
 MAX_DEPTH = 60
@@ -30,21 +30,19 @@ MAX_SPLITS = 4096
 PART_SPLITS = 128
 
 
-class TreeLike(Protocol):
-    @property
-    def feature(self) -> tuple[int, ...]: ...
-    @property
-    def threshold(self) -> tuple[float, ...]: ...
-    @property
-    def missing(self) -> tuple[int, ...]: ...
-    @property
-    def default_left(self) -> tuple[bool, ...]: ...
-    @property
-    def left(self) -> tuple[int, ...]: ...
-    @property
-    def right(self) -> tuple[int, ...]: ...
-    @property
-    def leaf(self) -> tuple[float, ...]: ...
+@dataclass(frozen=True)
+class Tree:
+    """One LightGBM tree as :mod:`.runtime` parses it: split ``i`` tests ``feature[i]``
+    against ``threshold[i]``; a child ``>= 0`` is a split, ``~leaf`` a leaf."""
+
+    feature: tuple[int, ...]
+    threshold: tuple[float, ...]
+    #: per split: 0 no missing handling, 1 missing-as-zero, 2 NaN; and whether missing goes left
+    missing: tuple[int, ...]
+    default_left: tuple[bool, ...]
+    left: tuple[int, ...]
+    right: tuple[int, ...]
+    leaf: tuple[float, ...]
 
 
 def _num(x: float) -> str:
@@ -55,7 +53,7 @@ def _num(x: float) -> str:
     return repr(float(x))
 
 
-def _depth(tree: TreeLike) -> int:
+def _depth(tree: Tree) -> int:
     """Splits on the longest path from the root (iterative: a chain may be 65,535 deep)."""
     deepest, stack = 0, [(0, 1)]
     while stack:
@@ -65,7 +63,7 @@ def _depth(tree: TreeLike) -> int:
     return deepest
 
 
-def _split(tree: TreeLike, node: int, zero: float) -> str:
+def _split(tree: Tree, node: int, zero: float) -> str:
     """The condition that sends a row left at ``node``, with the walker's missing rules:
     NaN goes the default way (rule 2), or counts as 0.0 (rules 0 and 1); under rule 1 a
     value within ``zero`` of 0 goes the default way too."""
@@ -80,7 +78,7 @@ def _split(tree: TreeLike, node: int, zero: float) -> str:
     return f"(v := row[{f}]) <= {t} or v != v" if zero_left else f"row[{f}] <= {t}"
 
 
-def _emit(tree: TreeLike, node: int, indent: int, zero: float, out: list[str]) -> None:
+def _emit(tree: Tree, node: int, indent: int, zero: float, out: list[str]) -> None:
     pad = "    " * indent
     if node < 0:
         out.append(f"{pad}total += {_num(tree.leaf[~node])}")
@@ -91,7 +89,7 @@ def _emit(tree: TreeLike, node: int, indent: int, zero: float, out: list[str]) -
     _emit(tree, tree.right[node], indent + 1, zero, out)
 
 
-def compile_trees(trees: Sequence[TreeLike], zero: float) -> Callable[[Sequence[float]], float] | None:
+def compile_trees(trees: Sequence[Tree], zero: float) -> Callable[[Sequence[float]], float] | None:
     """``raw(row)``: the sum of the trees' leaves for ``row``; None when the trees are too
     large or too deep for source. The trees are compiled in parts of about
     :data:`PART_SPLITS` splits, one ``compile()`` each, so that a model loaded in a thread
