@@ -11,16 +11,18 @@ import asyncio
 import itertools
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from gateway_support import Env, open_account, register
+from gateway_support import Env, env_settings, open_account, register, start
 
 from mpaas.banking.client import GatewayClient, GatewayResult
 from mpaas.banking.models import BankUser
 from mpaas.banking.risk.decision import Action, Decision, RiskContext
 from mpaas.banking.transfers.service import TransferService
+from mpaas.settings import Settings
 
 _numbers = itertools.count(1)
 
@@ -119,6 +121,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "small_limits: run the app with Class II limits small enough to use up"
     )
+
+
+@pytest.fixture
+async def env(aiohttp_client: Any, make_settings: Callable[..., Settings]) -> Env:
+    """The banking app, with per-device and per-user rates no ledger test reaches: a storm of
+    transfers from one holder (after the holder's own sign-up calls) passed the default burst
+    of 20 when the machine ran fast, and was refused for ``rate_limited`` instead of funds."""
+    settings = env_settings(make_settings, gateway_device_rate="10000/s", gateway_user_rate="10000/s")
+    return await start(aiohttp_client, settings)
 
 
 @pytest.fixture
