@@ -175,20 +175,22 @@ class SqlCounterStore:
     async def read_and_count(
         self, keys: Sequence[str], now: float, places: bool, obs: Observation
     ) -> tuple[dict[str, Counts], Reservation | None]:
-        counts = await self.read(keys, now, places)
-        unique = sorted(set(obs.keys))
-        before: dict[str, Counts] = {}
+        """One transaction: claim the event id, count it, read the last places, move them, read
+        the windows (less this transaction). The count's upsert comes first and locks the
+        keys' current buckets (PostgreSQL; SQLite takes the write lock), so transactions of
+        one key decided at the same moment, in any process, run one after the other and see
+        each other. When it fails, a plain read answers and ``committed()`` counts later."""
+        count = _Count(keys, now, places, obs)
         try:
-            if obs.place is not None:  # the places to move back on release (often read already)
-                before = (
-                    counts if places and set(unique) <= set(counts) else await self.read(unique, now, True)
-                )
-            if not await self.record(obs):
-                return counts, None
-        except Exception:  # the read stands; the caller's committed() counts it later
+            if self.lane is not None:
+                done = await self.lane.write(count.on_sqlite)
+            else:
+                async with self.db.write() as s:
+                    done = await count.on_sqlalchemy(await s.connection())
+        except Exception:
             log.warning("risk counters: a decided transaction was not counted", exc_info=True)
-            return counts, None
-        return counts, Reservation(obs, {key: before[key].place for key in before if key in unique})
+            return await self.read(keys, now, places), None
+        return count.outcome(*done)
 
     async def release(self, reservation: Reservation) -> None:
         obs = reservation.obs
@@ -220,6 +222,69 @@ class SqlCounterStore:
 
 
 Statement = tuple[str, dict[str, object]]
+Rows = list[Sequence[Any]]
+
+
+class _Count:
+    """:meth:`SqlCounterStore.read_and_count`'s statements, in order, on either connection."""
+
+    def __init__(self, keys: Sequence[str], now: float, places: bool, obs: Observation) -> None:
+        self.keys, self.now, self.places, self.obs = list(dict.fromkeys(keys)), now, places, obs
+        self.unique = sorted(set(obs.keys))
+        self.seen, self.counts, self.move = _record_statements(obs)
+        self.windows = _read_query(self.keys, now, False) if self.keys else None
+        wanted = list(dict.fromkeys([*self.keys, *self.unique])) if places or obs.place else []
+        names = ", ".join(f":p{i}" for i in range(len(wanted)))
+        self.where: Statement | None = (
+            (
+                f"SELECT key, lat, lon, at FROM risk_places WHERE key IN ({names})",
+                {f"p{i}": k for i, k in enumerate(wanted)},
+            )
+            if wanted
+            else None
+        )
+
+    def on_sqlite(self, conn: sqlite3.Connection) -> tuple[bool, Rows, Rows]:
+        claimed = bool(conn.execute(*self.seen).fetchall())
+        if claimed:
+            conn.execute(*self.counts)
+        where = conn.execute(*self.where).fetchall() if self.where else []
+        if claimed and self.move is not None:
+            conn.execute(*self.move)
+        return claimed, where, conn.execute(*self.windows).fetchall() if self.windows else []
+
+    async def on_sqlalchemy(self, conn: AsyncConnection) -> tuple[bool, Rows, Rows]:
+        async def rows(statement: Statement) -> Rows:
+            return list(await conn.execute(text(statement[0]), statement[1]))
+
+        claimed = bool(await rows(self.seen))
+        if claimed:
+            await conn.execute(text(self.counts[0]), self.counts[1])
+        where = await rows(self.where) if self.where else []
+        if claimed and self.move is not None:
+            await conn.execute(text(self.move[0]), self.move[1])
+        return claimed, where, await rows(self.windows) if self.windows else []
+
+    def outcome(
+        self, claimed: bool, where: Rows, windows: Rows
+    ) -> tuple[dict[str, Counts], Reservation | None]:
+        result = {key: Counts() for key in self.keys}
+        _fill(result, windows)
+        before = {key: Place(float(lat), float(lon), float(at)) for key, lat, lon, at in where}
+        if self.places:
+            for key, counts in result.items():
+                counts.place = before.get(key)
+        if not claimed:
+            return result, None
+        obs = self.obs
+        for key in set(self.unique) & set(result):  # the windows hold this transaction: not its own past
+            for name, (window, width) in WINDOWS.items():
+                if bucket_of(obs.at, width) >= first_bucket(self.now, window, width):
+                    result[key].count[name] -= 1
+                    result[key].amount[name] -= obs.amount
+        previous = {key: before.get(key) for key in self.unique} if obs.place is not None else {}
+        return result, Reservation(obs, previous)
+
 
 _GIVE_BACK = (
     "UPDATE risk_counters SET count = count - 1, amount = amount - :a "

@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from mpaas.appkeys import DB, SETTINGS
-from mpaas.banking.risk.counters import WINDOWS, CounterStore, Observation
+from mpaas.banking.risk.counters import WINDOWS, CounterStore, Observation, SqlCounterStore
 from mpaas.banking.risk.decision import RiskContext
 from mpaas.banking.risk.engine import CelRiskEngine
 from mpaas.banking.risk.redis_counters import RedisCounterStore
@@ -312,20 +312,39 @@ async def test_redis_counters(
         await engine.close()
 
 
-@pytest.mark.skipif(not REDIS_URL, reason="MPAAS_TEST_REDIS_URL is not set")
-async def test_transfers_decided_at_once_see_each_other_on_redis() -> None:
-    """The read and the count are one script: twelve transfers of one user decided at the same
-    moment see 0, 1, ... 11 earlier ones (read, then counted after the commit, all saw 0)."""
-    store = RedisCounterStore(REDIS_URL, f"test-{secrets.token_hex(4)}:")
-    key, now = "transfer/user:u_burst", 1_764_000_000.0
+@pytest.mark.parametrize("store_kind", ["sql", "redis"])
+async def test_transfers_decided_at_once_see_each_other(client: TestClient, store_kind: str) -> None:  # type: ignore[type-arg]
+    """The read and the count are one step: twelve transfers of one user decided at the same
+    moment see 0, 1, ... 11 earlier ones (read, then counted, they all saw 0). On Redis one
+    script; in SQL one transaction whose first write locks the key's rows (PostgreSQL, across
+    processes too) or takes the write lock (SQLite)."""
+    store: CounterStore
+    if store_kind == "redis":
+        if not REDIS_URL:
+            pytest.skip("MPAAS_TEST_REDIS_URL is not set")
+        store = RedisCounterStore(REDIS_URL, f"test-{secrets.token_hex(4)}:")
+    else:
+        store = SqlCounterStore(client.app[DB])
+    user, device, now = "transfer/user:u_burst", "transfer/device:d_burst", 1_764_000_000.0
     try:
         burst = await asyncio.gather(
             *(
-                store.read_and_count([key], now, False, Observation(f"transfer/b{i}", (key,), 100, now))
+                store.read_and_count(
+                    [user, device],
+                    now + i,
+                    True,
+                    Observation(f"transfer/b{i}", (user, device), 100, now + i, (31.2, 121.5)),
+                )
                 for i in range(12)
             )
         )
+        after = await store.read([user, device], now + 20, True)
     finally:
         await store.close()
-    assert sorted(counts[key].count["1h"] for counts, _ in burst) == list(range(12))
+    assert sorted(counts[user].count["1h"] for counts, _ in burst) == list(range(12))
+    assert sorted(counts[device].amount["1h"] for counts, _ in burst) == [100 * i for i in range(12)]
     assert all(reservation is not None for _, reservation in burst)
+    assert (after[user].count["1h"], after[device].count["24h"]) == (12, 12)
+    # each saw the place the one before it left (the first saw none), never its own
+    seen = sorted((c[user].place is None, c[user].place.at if c[user].place else 0) for c, _ in burst)
+    assert seen[-1] == (True, 0) and all(not gone for gone, _ in seen[:-1])
