@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from mpaas.appkeys import BLOBS, DB, EDGE, GC_SOURCES, METRICS, SETTINGS
 from mpaas.identity.guard import require_roles
+from mpaas.logs import LogMetrics
 from mpaas.ops.gc import GC_SWEEPERS
 from mpaas.settings import Settings
 from mpaas.storage.blobs import make_blob_store
@@ -98,6 +99,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = registry
     app[EDGE] = Edge(HttpMetrics(registry), settings.max_body_bytes)
+    registry.register(LogMetrics())
 
     api = Api()
     for domain in domain_apis():
