@@ -11,8 +11,9 @@ after ``now - window``, so "1 h" covers the last 60 to 65 minutes, "24 h" the la
 conditional insert); a repeated ``committed()`` after a retry adds nothing.
 
 ``read_and_count`` reads a transaction's windows and counts it in one step, so that
-transfers decided at the same moment see each other (on Redis it is one script, atomic
-across server processes; the SQL store runs the read and the record one after the other).
+transfers decided at the same moment see each other, across server processes too (on
+Redis one script; in SQL one transaction that counts first, under the keys' row locks or
+SQLite's write lock, and reads after).
 Its :class:`Reservation` is given back with ``release`` when the transaction does not
 commit: the counts leave the windows, and the last place moves back unless a later
 transaction moved it since.
