@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gateway import free_port
+from processes import free_port
 from update_check_setup import write_block
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -28,17 +28,16 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from processes import cpu_seconds, free_port, stop, wait_http
 from update_check_setup import write_block
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,37 +102,14 @@ class Result:
     busy: float = 0.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def pinned(cmd: list[str], cpu: str) -> list[str]:
     return ["taskset", "-c", cpu, *cmd] if PINNED else cmd
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def start(script: str, port: int, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(pinned([sys.executable, "-c", script, str(port), *args], "1"), env=env)
     wait_http(f"http://127.0.0.1:{port}/healthz")
     return proc
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 def parse_wrk(name: str, text: str) -> Result:
@@ -149,11 +125,6 @@ def parse_wrk(name: str, text: str) -> Result:
     return Result(
         name, float(rps.group(1)) if rps else 0.0, ms("50"), ms("99"), int(refused.group(1)) if refused else 0
     )
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_wrk(

@@ -36,7 +36,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gateway import free_port, prepare
+from gateway import prepare
+from processes import free_port
 from update_check_setup import write_block
 
 from mpaas.banking.client import GatewayClient

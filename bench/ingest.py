@@ -49,7 +49,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest_load import LoadResult, load_bench
 from ingest_servers import LEAN, LEAN_SERVER, NOOP, cpu_ticks, delete_sealed, wait_port
-from update_check_setup import CLIENT_CPU, PINNED, SERVER_CPU, free_port, pinned, stop, wait_http, write_block
+from processes import free_port, stop, wait_http
+from update_check_setup import CLIENT_CPU, PINNED, SERVER_CPU, pinned, write_block
 
 NOOP_SERVER = """
 import sys

@@ -37,21 +37,18 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from processes import cpu_seconds, free_port, idle_cpu_rate, stop
 from transfers_setup import (
     Seeded,
-    cpu_seconds,
     drop,
     empty_redis,
     engine_alone,
-    free_port,
-    idle_cpu_rate,
     percentile,
     pgbench_path,
     recreate,
     run_pgbench,
     seed,
     start_server,
-    stop,
 )
 from update_check_setup import write_block
 

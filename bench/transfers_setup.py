@@ -5,7 +5,6 @@ e-account holders with sessions, pgbench, the risk engine measured alone, and th
 from __future__ import annotations
 
 import base64
-import os
 import re
 import secrets
 import shutil
@@ -276,14 +275,6 @@ async def engine_alone(env: dict[str, str], users: list[str], n: int) -> dict[st
 # -- the server process ---------------------------------------------------------------
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_server(env: dict[str, str], port: int, workers: int = 1) -> subprocess.Popen[bytes]:
     # stderr goes to a file: a pipe nobody reads fills up (64 KB) and then blocks the server
     # at its next write (the development SMS provider prints each step-up code there)
@@ -308,25 +299,6 @@ def start_server(env: dict[str, str], port: int, workers: int = 1) -> subprocess
             time.sleep(0.2)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU so far of a process and its live children (the server's workers)
-    (Linux): a cost that machine load does not inflate."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    children: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        children += [int(c) for c in (task / "children").read_text().split()]
-    return own + sum(cpu_seconds(c) for c in children)
-
-
-def idle_cpu_rate(pid: int, seconds: float = 3.0) -> float:
-    """CPU seconds a second the idle server spends on its background tasks (loaders, sweeps),
-    subtracted from a run so that a slow run's few calls are not charged for them."""
-    before = cpu_seconds(pid)
-    time.sleep(seconds)
-    return (cpu_seconds(pid) - before) / seconds
-
-
 def empty_redis(url: str) -> None:
     import redis
 
@@ -335,11 +307,3 @@ def empty_redis(url: str) -> None:
         client.flushdb()
     finally:
         client.close()
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()

@@ -35,19 +35,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from processes import free_port, stop, wait_http
 from update_check_setup import (
     CLIENT_CPU,
     PACKAGES,
     PINNED,
     RELEASES,
     SERVER_CPU,
-    free_port,
     pinned,
     rss_kib,
     seeded,
     start_mpaas,
-    stop,
-    wait_http,
     write_block,
 )
 
