@@ -146,6 +146,20 @@ def median(results: list[Result]) -> Result:
     return sorted(results, key=lambda r: r.events_per_s)[len(results) // 2]
 
 
+def page_cache() -> str:
+    """The memory the spool's writes compete for: a full page cache costs the kernel more per
+    page written (docs/benchmarks.md, "Analytics ingest and load")."""
+    try:
+        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        gib = {k: int(info[k].split()[0]) / 2**20 for k in ("MemTotal", "MemFree", "Cached")}
+    except (OSError, KeyError, ValueError):
+        return ""
+    return (
+        f"Memory at the start: {gib['MemTotal']:.1f} GiB, {gib['MemFree']:.1f} GiB free, "
+        f"{gib['Cached']:.1f} GiB of page cache."
+    )
+
+
 def start_mpaas(work: Path) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
     """A data directory with app ``bench`` and a write key, and ``mpaas server`` on it."""
     import os
@@ -214,6 +228,7 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("skipped: wrk is not installed (sudo apt-get install wrk)")
         return 0
+    memory = page_cache()  # the spool's system time depends on it (docs/benchmarks.md)
     work = Path(tempfile.mkdtemp(prefix="mpaas-bench-ingest-"))
     body = work / "batch.json"
     body.write_bytes(json.dumps(segment_batch(0)).encode())
@@ -283,7 +298,7 @@ def main() -> int:
         *recycling,
         f"{args.connections} connections, {args.duration} s per run, median of {args.rounds} rounds; "
         f"batches of {PER_BATCH} events ({body_size(segment_batch(0))} bytes); "
-        f"{'server and wrk pinned to one core each' if PINNED else 'unpinned'}.",
+        f"{'server and wrk pinned to one core each' if PINNED else 'unpinned'}. {memory}",
         "",
         "| server | events/s | ratio to the aiohttp no-op | ratio to the httptools no-op "
         "| server CPU µs/request (user + sys) | p50 ms | p99 ms | errors |",
