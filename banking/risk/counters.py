@@ -152,26 +152,8 @@ class SqlCounterStore:
         return result
 
     async def record(self, obs: Observation) -> bool:
-        seen, counts, place = _record_statements(obs)
-        if self.lane is not None:
-
-            def work(conn: sqlite3.Connection) -> bool:
-                if not conn.execute(*seen).fetchall():
-                    return False
-                conn.execute(*counts)
-                if place is not None:
-                    conn.execute(*place)
-                return True
-
-            return await self.lane.write(work)
-        async with self.db.write() as s:
-            conn = await s.connection()
-            if (await conn.execute(text(seen[0]), seen[1])).first() is None:
-                return False
-            await conn.execute(text(counts[0]), counts[1])
-            if place is not None:
-                await conn.execute(text(place[0]), place[1])
-            return True
+        claimed, _where, _windows = await self._run(_Count((), obs.at, False, obs, read=False))
+        return claimed
 
     async def read_and_count(
         self, keys: Sequence[str], now: float, places: bool, obs: Observation
@@ -183,15 +165,18 @@ class SqlCounterStore:
         each other. When it fails, a plain read answers and ``committed()`` counts later."""
         count = _Count(keys, now, places, obs)
         try:
-            if self.lane is not None:
-                done = await self.lane.write(count.on_sqlite)
-            else:
-                async with self.db.write() as s:
-                    done = await count.on_sqlalchemy(await s.connection())
+            done = await self._run(count)
         except Exception:
             log.warning("risk counters: a decided transaction was not counted", exc_info=True)
             return await self.read(keys, now, places), None
         return count.outcome(*done)
+
+    async def _run(self, count: _Count) -> tuple[bool, Rows, Rows]:
+        """``count``'s statements in one write transaction, on the lane or through SQLAlchemy."""
+        if self.lane is not None:
+            return await self.lane.write(count.on_sqlite)
+        async with self.db.write() as s:
+            return await count.on_sqlalchemy(await s.connection())
 
     async def release(self, reservation: Reservation) -> None:
         obs = reservation.obs
@@ -227,14 +212,18 @@ Rows = list[Sequence[Any]]
 
 
 class _Count:
-    """:meth:`SqlCounterStore.read_and_count`'s statements, in order, on either connection."""
+    """The statements of a count, in order, on either connection: claim the event id, add to
+    the buckets, read the last places, move them, read the windows. ``read=False`` (a plain
+    :meth:`SqlCounterStore.record`) leaves the two reads out."""
 
-    def __init__(self, keys: Sequence[str], now: float, places: bool, obs: Observation) -> None:
+    def __init__(
+        self, keys: Sequence[str], now: float, places: bool, obs: Observation, *, read: bool = True
+    ) -> None:
         self.keys, self.now, self.places, self.obs = list(dict.fromkeys(keys)), now, places, obs
         self.unique = sorted(set(obs.keys))
         self.seen, self.counts, self.move = _record_statements(obs)
         self.windows = _read_query(self.keys, now, False) if self.keys else None
-        wanted = list(dict.fromkeys([*self.keys, *self.unique])) if places or obs.place else []
+        wanted = list(dict.fromkeys([*self.keys, *self.unique])) if read and (places or obs.place) else []
         names = ", ".join(f":p{i}" for i in range(len(wanted)))
         self.where: Statement | None = (
             (
