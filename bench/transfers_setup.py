@@ -276,8 +276,8 @@ async def engine_alone(env: dict[str, str], users: list[str], n: int) -> dict[st
 
 
 def start_server(env: dict[str, str], port: int, workers: int = 1) -> subprocess.Popen[bytes]:
-    # stderr goes to a file: a pipe nobody reads fills up (64 KB) and then blocks the server
-    # at its next write (the development SMS provider prints each step-up code there)
+    # stderr goes to a file, whose end explains a server that exits at start-up (a pipe
+    # nobody read once stalled the server; since ADR 0021 it would only drop log lines)
     log = open(Path(env["MPAAS_DATA_DIR"]).parent / f"server-{port}.stderr", "w+b")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "mpaas.cli.main", "server", "--port", str(port), "--workers", str(workers)],
